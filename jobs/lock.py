@@ -1,0 +1,327 @@
+"""``acquire_job_lock``: the pessimistic, database-enforced lock for one job type.
+
+Plain SQLAlchemy, no Prefect. The acquisition is one short transaction:
+
+1. lock the job type's row in ``job_lock`` (``SELECT … FOR UPDATE`` on PostgreSQL; the whole
+   transaction is ``BEGIN IMMEDIATE`` on SQLite), so acquirers of one type queue and other types
+   never wait. Locking a row that always exists is what the naive "lock the RUNNING rows" pattern
+   lacks: when nothing runs, it locks nothing;
+2. look for a RUNNING row (in a new statement, so it sees what the previous holder committed),
+   reaping it as FAILURE if its last heartbeat is older than the threshold;
+3. run the optional pre-check with a session inside this transaction;
+4. insert the RUNNING row. The partial unique index refuses a second one whatever happens above;
+5. commit, before the job body starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Literal
+
+from sqlalchemy import Connection, Engine, exc, exists, func, insert, literal, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from jobs.clock import db_now, stale_cutoff
+from jobs.database import translated_errors
+from jobs.errors import ConfigurationError, PreCheckError
+from jobs.lease import Execution, Lease, LockPolicy, clean_message
+from jobs.models import JOB_TYPE_LENGTH, Status
+from jobs.models import job_execution as _exec
+from jobs.models import job_lock as _lock
+
+log = logging.getLogger("jobs.lock")
+_JOB_TYPE = re.compile(r"[a-z][a-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Who is running: stored on the row so operators can find the process and the Prefect run."""
+
+    owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    flow_run_id: str | None = None
+    task_run_id: str | None = None
+    attempt: int | None = None
+
+
+@dataclass(frozen=True)
+class PreCheckContext:
+    """What a pre-check sees: a session inside the lock transaction, and the run's identity."""
+
+    session: Session
+    job_type: str
+    period: date | None
+
+
+PreCheck = Callable[[PreCheckContext], str | None]
+"""Returns a reason to skip, or None to run. It may read and write through ``ctx.session``."""
+
+
+@dataclass(frozen=True)
+class LockAcquired:
+    lease: Lease
+    acquired: Literal[True] = True
+
+    @property
+    def execution(self) -> Execution:
+        return self.lease.execution
+
+
+@dataclass(frozen=True)
+class LockNotAcquired:
+    reason: str
+    kind: Literal["already_running", "pre_check"]
+    skipped_execution_id: int | None
+    acquired: Literal[False] = False
+
+
+LockResult = LockAcquired | LockNotAcquired
+
+
+def validate_job_type(job_type: str) -> str:
+    if not _JOB_TYPE.fullmatch(job_type) or len(job_type) > JOB_TYPE_LENGTH:
+        raise ConfigurationError(
+            f"job type {job_type[:120]!r} is not a lowercase identifier "
+            f"(letters, digits, underscores, at most {JOB_TYPE_LENGTH} characters): rename it"
+        )
+    return job_type
+
+
+def already_succeeded_for_period(ctx: PreCheckContext) -> str | None:
+    """The once-per-period pre-check: skip when this job already succeeded for the period."""
+    if ctx.period is None:
+        return None
+    done = ctx.session.execute(
+        select(_exec.c.id)
+        .where(
+            _exec.c.job_type == ctx.job_type,
+            _exec.c.period == ctx.period,
+            _exec.c.status == Status.SUCCESS,
+        )
+        .order_by(_exec.c.id.desc())
+        .limit(1)
+    ).scalar()
+    if done is None:
+        return None
+    return f"already succeeded for period {ctx.period.isoformat()} (execution {done})"
+
+
+def _row_values(job_type: str, period: date | None, origin: Origin) -> dict[str, object]:
+    return {
+        "job_type": job_type,
+        "period": period,
+        "owner": origin.owner,
+        "flow_run_id": origin.flow_run_id,
+        "task_run_id": origin.task_run_id,
+        "attempt": origin.attempt,
+    }
+
+
+def _lock_job_type(conn: Connection, job_type: str) -> None:
+    locked = select(_lock.c.job_type).where(_lock.c.job_type == job_type).with_for_update()
+    if conn.execute(locked).first() is not None:
+        return
+    # First use of this job type: create its lock row. Concurrent creators wait on the unique key,
+    # then everybody queues on the row lock below.
+    upsert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    conn.execute(upsert(_lock).values(job_type=job_type).on_conflict_do_nothing())
+    conn.execute(locked).one()
+
+
+def _insert_finished(
+    conn: Connection, status: Status, reason: str, values: dict[str, object]
+) -> int:
+    now = db_now()
+    stmt = (
+        insert(_exec)
+        .values(
+            **values,
+            status=status,
+            started_at=now,
+            completed_at=now,
+            error_message=clean_message(reason),
+        )
+        .returning(_exec.c.id)
+    )
+    return int(conn.execute(stmt).scalar_one())
+
+
+def _insert_running(
+    conn: Connection, values: dict[str, object], *, if_none: bool
+) -> Execution | None:
+    returning = (_exec.c.id, _exec.c.started_at)
+    if if_none:
+        # One round trip for the common case: insert unless a RUNNING row exists.
+        cols = [*values, "status", "started_at"]
+        source = select(
+            *(literal(v, _exec.c[k].type) for k, v in values.items()),
+            literal(Status.RUNNING.value, _exec.c.status.type),
+            db_now(),
+        ).where(
+            ~exists().where(
+                _exec.c.job_type == values["job_type"], _exec.c.status == Status.RUNNING
+            )
+        )
+        stmt = insert(_exec).from_select(cols, source).returning(*returning)
+    else:
+        stmt = (
+            insert(_exec)
+            .values(**values, status=Status.RUNNING, started_at=db_now())
+            .returning(*returning)
+        )
+    row = conn.execute(stmt).first()
+    if row is None:
+        return None
+    return Execution(
+        id=int(row.id),
+        job_type=str(values["job_type"]),
+        period=values["period"],  # type: ignore[arg-type]
+        started_at=row.started_at,
+    )
+
+
+def _blocking_run(conn: Connection, job_type: str, policy: LockPolicy) -> str | None:
+    """Describe the live RUNNING row, after reaping it if stale; None when nothing blocks."""
+    last_beat = func.coalesce(_exec.c.heartbeat_at, _exec.c.started_at)
+    running = conn.execute(
+        select(
+            _exec.c.id,
+            _exec.c.owner,
+            _exec.c.started_at,
+            last_beat.label("last_beat"),
+            (last_beat < stale_cutoff(policy.stale_after_ms)).label("stale"),
+            db_now().label("now"),
+        ).where(_exec.c.job_type == job_type, _exec.c.status == Status.RUNNING)
+    ).first()
+    if running is None:
+        return None
+    last: datetime = running.last_beat
+    if running.stale:
+        message = (
+            f"abandoned: no heartbeat since {last.isoformat(timespec='milliseconds')} "
+            f"(STALE_JOB_THRESHOLD_MS={policy.stale_after_ms})"
+        )
+        conn.execute(
+            update(_exec)
+            .where(_exec.c.id == running.id, _exec.c.status == Status.RUNNING)
+            .values(status=Status.FAILURE, completed_at=db_now(), error_message=message)
+        )
+        log.warning("[%s] reaped execution %d: %s", job_type, running.id, message)
+        return None
+    age = (running.now - last).total_seconds()
+    return (
+        f"already running: execution {running.id} on {running.owner or 'unknown'}, "
+        f"last heartbeat {age:.1f}s ago"
+    )
+
+
+def _run_pre_check(
+    conn: Connection, pre_check: PreCheck, job_type: str, period: date | None
+) -> str | None:
+    with Session(bind=conn, join_transaction_mode="create_savepoint") as session:
+        reason = pre_check(PreCheckContext(session=session, job_type=job_type, period=period))
+        session.flush()
+    return reason
+
+
+class _PreCheckRaisedError(Exception):
+    pass
+
+
+def acquire_job_lock(
+    engine: Engine,
+    job_type: str,
+    *,
+    policy: LockPolicy | None = None,
+    period: date | None = None,
+    pre_check: PreCheck | None = None,
+    origin: Origin | None = None,
+    run_pre_check: bool = True,
+) -> LockResult:
+    """Try to start an execution of ``job_type``; see the module docstring for the protocol.
+
+    Returns ``LockAcquired`` (use its lease as a context manager around the job body) or
+    ``LockNotAcquired`` (a SKIPPED row with the reason is already recorded). A pre-check that raises
+    is recorded as a FAILURE row and re-raised as ``PreCheckError``.
+    """
+    validate_job_type(job_type)
+    policy = policy or LockPolicy()
+    values = _row_values(job_type, period, origin or Origin())
+    check = pre_check if run_pre_check else None
+    with translated_errors(engine.url):
+        try:
+            return _acquire(engine, job_type, policy, values, check)
+        except exc.IntegrityError as err:
+            if "uq_job_execution_running" not in str(
+                err.orig
+            ) and "job_execution.job_type" not in str(err.orig):
+                raise
+            # Unreachable while every writer goes through this module; kept so that a writer that
+            # bypasses the lock row still gets a clean answer rather than a traceback.
+            reason = "already running: the database refused a second RUNNING row"
+            with engine.begin() as conn:
+                skip_id = _insert_finished(conn, Status.SKIPPED, reason, values)
+            return LockNotAcquired(
+                reason=reason, kind="already_running", skipped_execution_id=skip_id
+            )
+        except _PreCheckRaisedError as raised:
+            cause = raised.__cause__ or raised
+            message = f"pre-check failed: {type(cause).__name__}: {cause}"
+            with engine.begin() as conn:
+                failed_id = _insert_finished(conn, Status.FAILURE, message, values)
+            raise PreCheckError(clean_message(message), failed_id) from cause
+
+
+def _acquire(
+    engine: Engine,
+    job_type: str,
+    policy: LockPolicy,
+    values: dict[str, object],
+    pre_check: PreCheck | None,
+) -> LockResult:
+    with engine.begin() as conn:
+        _lock_job_type(conn, job_type)
+        execution = None if pre_check else _insert_running(conn, values, if_none=True)
+        if execution is None:
+            blocked = _blocking_run(conn, job_type, policy)
+            if blocked is not None:
+                skip_id = _insert_finished(conn, Status.SKIPPED, blocked, values)
+                return LockNotAcquired(
+                    reason=blocked, kind="already_running", skipped_execution_id=skip_id
+                )
+            if pre_check is not None:
+                try:
+                    reason = _run_pre_check(conn, pre_check, job_type, values["period"])  # type: ignore[arg-type]
+                except Exception as err:
+                    raise _PreCheckRaisedError from err
+                if reason:
+                    skip_id = _insert_finished(conn, Status.SKIPPED, reason, values)
+                    return LockNotAcquired(
+                        reason=reason, kind="pre_check", skipped_execution_id=skip_id
+                    )
+            execution = _insert_running(conn, values, if_none=False)
+        assert execution is not None  # both insert paths return a row or raise
+    return LockAcquired(lease=Lease(engine, execution, policy))
+
+
+def record_outcome(
+    engine: Engine,
+    job_type: str,
+    status: Literal[Status.SKIPPED, Status.FAILURE],
+    reason: str,
+    *,
+    period: date | None = None,
+    origin: Origin | None = None,
+) -> int:
+    """Record an execution that never ran (disabled, upstream failed) with its reason."""
+    validate_job_type(job_type)
+    values = _row_values(job_type, period, origin or Origin())
+    with translated_errors(engine.url), engine.begin() as conn:
+        return _insert_finished(conn, status, reason, values)

@@ -1,0 +1,81 @@
+"""Shared fixtures: real PostgreSQL and real SQLite files, one fresh migrated database per test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.engine import URL
+
+from tests import dbtools
+
+BACKENDS = ["postgresql", "sqlite"]
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str]:
+    """A database migrated to head once per session; each test clones it (about 0.1 s)."""
+    url = dbtools.create_pg_database(migrate=True)
+    assert url.database is not None
+    yield url.database
+    dbtools.drop_pg_database(url)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    url = dbtools.create_sqlite_database(tmp_path_factory.mktemp("sqlite-template"), migrate=True)
+    assert url.database is not None
+    return Path(url.database)
+
+
+@pytest.fixture
+def pg_url(pg_template: str) -> Iterator[URL]:
+    url = dbtools.create_pg_database(template=pg_template)
+    yield url
+    dbtools.drop_pg_database(url)
+
+
+@pytest.fixture
+def sqlite_url(sqlite_template: Path, tmp_path: Path) -> URL:
+    return dbtools.create_sqlite_database(tmp_path, template=sqlite_template)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def db_url(backend: str, request: pytest.FixtureRequest) -> URL:
+    """A fresh migrated database on the parametrized backend."""
+    name = "pg_url" if backend == "postgresql" else "sqlite_url"
+    url: URL = request.getfixturevalue(name)
+    return url
+
+
+@pytest.fixture
+def engine(db_url: URL) -> Iterator[Engine]:
+    """An engine on the test's database; fails the test if any pooled connection leaks."""
+    with dbtools.counted_engine(db_url) as (eng, counter):
+        yield eng
+        assert counter.out == 0, f"{counter.out} connection(s) still checked out after the test"
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No project variables from the outer environment, and a cwd without a .env file."""
+    for name in list(os.environ):
+        if name.endswith("_ENABLED") or name in {
+            "DATABASE_URL",
+            "STALE_JOB_THRESHOLD_MS",
+            "JOB_HEARTBEAT_INTERVAL_MS",
+            "SYNC_CRON_SCHEDULE",
+            "SYNC_CRON_TIMEZONE",
+            "MAX_PARALLEL_JOBS",
+        }:
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
