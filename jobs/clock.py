@@ -83,3 +83,8 @@ def _minus_sqlite(element: db_now_minus, compiler: SQLCompiler, **kw: Any) -> st
 def stale_cutoff(threshold_ms: int) -> db_now_minus:
     """Rows whose last sign of life is strictly before this instant are stale."""
     return db_now_minus(literal(threshold_ms))
+
+
+def is_stale(last_beat: ColumnElement[datetime], threshold_ms: int) -> ColumnElement[bool]:
+    """Older than the threshold, by the database clock. Exactly at the threshold is still alive."""
+    return last_beat < stale_cutoff(threshold_ms)

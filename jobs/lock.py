@@ -29,7 +29,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from jobs.clock import db_now, stale_cutoff
+from jobs.clock import db_now, is_stale
 from jobs.database import translated_errors
 from jobs.errors import ConfigurationError, PreCheckError
 from jobs.lease import Execution, Lease, LockPolicy, clean_message
@@ -196,7 +196,7 @@ def _blocking_run(conn: Connection, job_type: str, policy: LockPolicy) -> str | 
             _exec.c.owner,
             _exec.c.started_at,
             last_beat.label("last_beat"),
-            (last_beat < stale_cutoff(policy.stale_after_ms)).label("stale"),
+            is_stale(last_beat, policy.stale_after_ms).label("stale"),
             db_now().label("now"),
         ).where(_exec.c.job_type == job_type, _exec.c.status == Status.RUNNING)
     ).first()
