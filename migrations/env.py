@@ -33,16 +33,26 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    from jobs.database import engine_from_settings
+    # Run from the `alembic` command line: log like alembic does, and answer bad configuration or an
+    # unreachable database with one line instead of a traceback.
+    from logging.config import fileConfig
+
+    from jobs.database import engine_from_settings, translated_errors
+    from jobs.errors import JobsError
     from jobs.settings import load_settings
 
-    engine = engine_from_settings(load_settings())
+    if context.config.config_file_name is not None:
+        fileConfig(context.config.config_file_name, disable_existing_loggers=False)
     try:
-        with engine.connect() as conn:
-            _run(conn)
-            conn.commit()
-    finally:
-        engine.dispose()
+        engine = engine_from_settings(load_settings())
+        try:
+            with translated_errors(engine.url), engine.connect() as conn:
+                _run(conn)
+                conn.commit()
+        finally:
+            engine.dispose()
+    except JobsError as err:
+        raise SystemExit(f"error: {err}") from None
 
 
 if context.is_offline_mode():
