@@ -1,0 +1,178 @@
+"""The nightly flow: every registered job once, in dependency order, recorded in both systems.
+
+``nightly`` is the deployed flow (see prefect.yaml); ``run_nightly`` and ``run_job`` run a flow once
+in this process for the CLI (ephemeral Prefect unless PREFECT_API_URL is set).
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import Future
+from datetime import date
+from typing import Any, cast
+
+from prefect import Task, flow
+from prefect.artifacts import create_markdown_artifact
+from prefect.client.schemas.objects import State
+from prefect.futures import PrefectFuture
+from prefect.logging import get_run_logger
+from prefect.runtime import flow_run
+from prefect.settings import PREFECT_API_URL
+from prefect.states import Completed, Failed
+
+from flows.dispatch import run_in_order
+from flows.report import ARTIFACT_KEY, markdown_table
+from jobs import interrupts
+from jobs.catalog import job as catalog_job
+from jobs.catalog import registry as catalog_registry
+from jobs.engines import shared_engine
+from jobs.errors import JobsError
+from jobs.models import Status
+from jobs.outcome import JobOutcome, NightlyReport
+from jobs.prefect_states import outcome_from_state
+from jobs.registry import JobSpec, Registry
+from jobs.schedule import logical_period
+from jobs.settings import Settings, get_settings, validate_enabled_flags
+
+
+def _quiet_local_server() -> None:
+    """Without PREFECT_API_URL, Prefect starts a throwaway server on its own SQLite file; its
+    telemetry heartbeat races the server's start-up on that file and logs a "database is locked"
+    traceback. A throwaway server has nothing to report: switch it off (unless set explicitly)."""
+    if not PREFECT_API_URL.value():
+        os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+def preflight(registry: Registry) -> tuple[Settings, list[JobSpec]]:
+    """Everything that can be wrong before any job runs: settings, enable flags, the dependency
+    graph, the database and its migrations. Raises one JobsError naming the problem."""
+    settings = get_settings()
+    ordered = list(registry.ordered())
+    validate_enabled_flags(spec.job_type for spec in registry)
+    shared_engine(settings)
+    return settings, ordered
+
+
+def _task(spec: JobSpec) -> Task[..., Any]:
+    if not isinstance(spec.runner, Task):
+        raise JobsError(
+            f"job {spec.job_type!r} has no Prefect task: declare it with @background_job"
+        )
+    return cast(Task[..., Any], spec.runner)
+
+
+def _inline(period: date) -> Any:
+    """Run each job in the flow's own thread: SIGTERM and cancellation reach the body directly."""
+
+    def launch(spec: JobSpec, upstream_failed: str | None) -> Future[JobOutcome]:
+        state = cast(
+            State[Any],
+            _task(spec)(period=period, upstream_failed=upstream_failed, return_state=True),
+        )
+        done: Future[JobOutcome] = Future()
+        done.set_result(outcome_from_state(spec.job_type, state))
+        return done
+
+    return launch
+
+
+def _submitted(period: date) -> Any:
+    """Submit each job to the flow's thread-pool task runner (MAX_PARALLEL_JOBS > 1)."""
+
+    def launch(spec: JobSpec, upstream_failed: str | None) -> Future[JobOutcome]:
+        done: Future[JobOutcome] = Future()
+
+        def finished(run: PrefectFuture[Any]) -> None:
+            done.set_result(outcome_from_state(spec.job_type, run.state))
+
+        _task(spec).submit(period=period, upstream_failed=upstream_failed).add_done_callback(
+            finished
+        )
+        return done
+
+    return launch
+
+
+def run_jobs(ordered: list[JobSpec], period: date, *, max_parallel: int = 1) -> list[JobOutcome]:
+    """Inside a flow: run the jobs in dependency order, at most ``max_parallel`` at once."""
+    launch = _inline(period) if max_parallel == 1 else _submitted(period)
+    return run_in_order(ordered, launch, max_parallel=max_parallel)
+
+
+def final_state(report: NightlyReport) -> State[Any]:
+    """Failed when any job failed (the message names them), Completed otherwise."""
+    failed = [o.job_type for o in report.outcomes if o.status == Status.FAILURE]
+    if failed:
+        return Failed(message=f"{report.summary()}; failed: {', '.join(failed)}", data=report)
+    return Completed(message=report.summary(), data=report)
+
+
+def run_registry(registry: Registry, period: date | None) -> State[Any]:
+    """The body of the nightly flow, for any registry (tests use their own)."""
+    interrupts.install()
+    settings, ordered = preflight(registry)
+    when = period or logical_period(flow_run.scheduled_start_time, settings.timezone)
+    period = date(when.year, when.month, when.day)  # a plain date, whatever Prefect hands back
+    logger = get_run_logger()
+    logger.info(
+        "period %s, %d jobs in order: %s (MAX_PARALLEL_JOBS=%d)",
+        period.isoformat(),
+        len(ordered),
+        ", ".join(s.job_type for s in ordered),
+        settings.max_parallel_jobs,
+    )
+    outcomes = run_jobs(ordered, period, max_parallel=settings.max_parallel_jobs)
+    report = NightlyReport(period=period, outcomes=outcomes, flow_run_id=flow_run.id)
+    create_markdown_artifact(markdown_table(report), key=ARTIFACT_KEY, description=report.summary())
+    logger.info("%s", report.summary())
+    return final_state(report)
+
+
+@flow(name="nightly", persist_result=False, log_prints=False)
+def nightly(period: date | None = None) -> State[Any]:
+    """Run every registered job once for ``period`` (default: the scheduled date), in
+    dependency order; Failed when any job failed; a summary table is published as an artifact."""
+    return run_registry(catalog_registry(), period)
+
+
+@flow(name="run-job", flow_run_name="run-job-{job_type}", persist_result=False)
+def run_one(job_type: str, period: date | None = None, force: bool = False) -> State[Any]:
+    """Run one job now, with the lock; ``force`` skips its pre-checks, never the lock."""
+    interrupts.install()
+    job = catalog_job(job_type)
+    # From a sync flow Prefect runs even an async job to completion and hands back its state.
+    state = cast(State[Any], job.task(period=period, force=force, return_state=True))
+    outcome = outcome_from_state(job_type, state)
+    if outcome.status == Status.FAILURE:
+        return Failed(message=outcome.describe(), data=outcome)
+    return Completed(message=outcome.describe(), data=outcome)
+
+
+def _value(state: State[Any]) -> Any:
+    value = state.result(raise_on_failure=False, _sync=True)  # type: ignore[call-overload]
+    if isinstance(value, JobsError):
+        raise value
+    return value
+
+
+def run_nightly(period: date | None = None) -> NightlyReport:
+    """Run the nightly flow once in this process and return its report."""
+    preflight(catalog_registry())
+    _quiet_local_server()
+    state = nightly(period=period, return_state=True)
+    report = _value(state)
+    if not isinstance(report, NightlyReport):
+        raise JobsError(f"the nightly flow ended {state.name} without a report: {state.message}")
+    return report
+
+
+def run_job(job_type: str, *, period: date | None = None, force: bool = False) -> JobOutcome:
+    """Run one job through Prefect with the lock and return its outcome."""
+    catalog_job(job_type)  # unknown names fail here, before Prefect starts
+    preflight(catalog_registry())
+    _quiet_local_server()
+    state = run_one(job_type=job_type, period=period, force=force, return_state=True)
+    outcome = _value(state)
+    if not isinstance(outcome, JobOutcome):
+        raise JobsError(f"job {job_type} ended {state.name} without an outcome: {state.message}")
+    return outcome

@@ -1,0 +1,46 @@
+"""What a job run ended as, and the nightly run's report. Plain data: no Prefect, no database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+
+from jobs.models import Status
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """One job's result. ``reason`` is the skip reason or the error; ``execution_id`` the row
+    in ``job_execution`` that records it (None only when the database could not be written)."""
+
+    job_type: str
+    status: Status
+    reason: str | None
+    execution_id: int | None
+    duration_s: float
+
+    def describe(self) -> str:
+        """``SUCCESS``, ``SKIPPED: reason`` or ``FAILURE: error``, as the CLI prints it."""
+        return f"{self.status}: {self.reason}" if self.reason else str(self.status)
+
+
+@dataclass
+class NightlyReport:
+    period: date
+    outcomes: list[JobOutcome] = field(default_factory=list)
+    flow_run_id: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return any(o.status == Status.FAILURE for o in self.outcomes)
+
+    def outcome(self, job_type: str) -> JobOutcome:
+        return next(o for o in self.outcomes if o.job_type == job_type)
+
+    def summary(self) -> str:
+        """One line such as ``3 jobs for 2026-11-29: 2 SUCCESS, 1 SKIPPED``."""
+        counts: dict[str, int] = {}
+        for o in self.outcomes:
+            counts[o.status] = counts.get(o.status, 0) + 1
+        parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "nothing ran"
+        return f"{len(self.outcomes)} jobs for {self.period.isoformat()}: {parts}"
