@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 from concurrent.futures import Future
 from datetime import date
-from typing import Any, cast
+from typing import Any
 
-from prefect import Task, flow
+from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.client.schemas.objects import State
 from prefect.futures import PrefectFuture
@@ -20,7 +20,7 @@ from prefect.runtime import flow_run
 from prefect.settings import PREFECT_API_URL
 from prefect.states import Completed, Failed
 
-from flows.dispatch import run_in_order
+from flows.dispatch import Launch, run_in_order
 from flows.report import ARTIFACT_KEY, markdown_table
 from jobs import interrupts
 from jobs.catalog import job as catalog_job
@@ -33,6 +33,7 @@ from jobs.prefect_states import outcome_from_state
 from jobs.registry import JobSpec, Registry
 from jobs.schedule import logical_period
 from jobs.settings import Settings, get_settings, validate_enabled_flags
+from jobs.task import BackgroundJob
 
 
 def _quiet_local_server() -> None:
@@ -53,22 +54,19 @@ def preflight(registry: Registry) -> tuple[Settings, list[JobSpec]]:
     return settings, ordered
 
 
-def _task(spec: JobSpec) -> Task[..., Any]:
-    if not isinstance(spec.runner, Task):
+def _job(spec: JobSpec) -> BackgroundJob:
+    if not isinstance(spec.runner, BackgroundJob):
         raise JobsError(
             f"job {spec.job_type!r} has no Prefect task: declare it with @background_job"
         )
-    return cast(Task[..., Any], spec.runner)
+    return spec.runner
 
 
-def _inline(period: date) -> Any:
-    """Run each job in the flow's own thread: SIGTERM and cancellation reach the body directly."""
+def _inline(period: date) -> Launch:
+    """Run each job from the flow's own thread, one after the other."""
 
     def launch(spec: JobSpec, upstream_failed: str | None) -> Future[JobOutcome]:
-        state = cast(
-            State[Any],
-            _task(spec)(period=period, upstream_failed=upstream_failed, return_state=True),
-        )
+        state = _job(spec).run(period=period, upstream_failed=upstream_failed)
         done: Future[JobOutcome] = Future()
         done.set_result(outcome_from_state(spec.job_type, state))
         return done
@@ -76,18 +74,20 @@ def _inline(period: date) -> Any:
     return launch
 
 
-def _submitted(period: date) -> Any:
+def _submitted(period: date) -> Launch:
     """Submit each job to the flow's thread-pool task runner (MAX_PARALLEL_JOBS > 1)."""
 
     def launch(spec: JobSpec, upstream_failed: str | None) -> Future[JobOutcome]:
         done: Future[JobOutcome] = Future()
 
         def finished(run: PrefectFuture[Any]) -> None:
+            # wait() on a finished future stores its final state locally; reading .state before
+            # that would ask the API, which may not have recorded the end yet.
+            run.wait()
             done.set_result(outcome_from_state(spec.job_type, run.state))
 
-        _task(spec).submit(period=period, upstream_failed=upstream_failed).add_done_callback(
-            finished
-        )
+        future = _job(spec).task.submit(period=period, upstream_failed=upstream_failed)
+        future.add_done_callback(finished)
         return done
 
     return launch
@@ -140,8 +140,7 @@ def run_one(job_type: str, period: date | None = None, force: bool = False) -> S
     """Run one job now, with the lock; ``force`` skips its pre-checks, never the lock."""
     interrupts.install()
     job = catalog_job(job_type)
-    # From a sync flow Prefect runs even an async job to completion and hands back its state.
-    state = cast(State[Any], job.task(period=period, force=force, return_state=True))
+    state = job.run(period=period, force=force)
     outcome = outcome_from_state(job_type, state)
     if outcome.status == Status.FAILURE:
         return Failed(message=outcome.describe(), data=outcome)

@@ -1,5 +1,12 @@
-"""Background jobs on Prefect that never run twice at once: the public API."""
+"""Background jobs on Prefect that never run twice at once: the public API.
 
+``background_job`` and ``BackgroundJob`` are loaded on first use: ``import jobs`` (the lock, the
+settings) never imports Prefect.
+"""
+
+from typing import TYPE_CHECKING, Any
+
+from jobs.context import JobContext
 from jobs.errors import (
     ConfigurationError,
     DatabaseError,
@@ -11,6 +18,7 @@ from jobs.errors import (
     PreCheckError,
     ScaffoldError,
 )
+from jobs.job_types import JobType
 from jobs.lease import Execution, FinishOutcome, Lease, LockPolicy
 from jobs.lock import (
     LockAcquired,
@@ -24,15 +32,34 @@ from jobs.lock import (
     record_outcome,
 )
 from jobs.models import JobExecution, JobLock, Status
+from jobs.outcome import JobOutcome, NightlyReport
+
+if TYPE_CHECKING:
+    from jobs.task import BackgroundJob, background_job
+
+_PREFECT_LEVEL = {"BackgroundJob", "background_job"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PREFECT_LEVEL:
+        from jobs import task  # noqa: PLC0415 - deferred so the lock stays usable without Prefect
+
+        return getattr(task, name)
+    raise AttributeError(f"module 'jobs' has no attribute {name!r}")
+
 
 __all__ = [
+    "BackgroundJob",
     "ConfigurationError",
     "DatabaseError",
     "DependencyError",
     "Execution",
     "FinishOutcome",
+    "JobContext",
     "JobExecution",
     "JobLock",
+    "JobOutcome",
+    "JobType",
     "JobsError",
     "Lease",
     "LockAcquired",
@@ -42,6 +69,7 @@ __all__ = [
     "LockPolicy",
     "LockResult",
     "MigrationsNotAppliedError",
+    "NightlyReport",
     "Origin",
     "PreCheck",
     "PreCheckContext",
@@ -50,5 +78,6 @@ __all__ = [
     "Status",
     "acquire_job_lock",
     "already_succeeded_for_period",
+    "background_job",
     "record_outcome",
 ]

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import date
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from prefect import Task
 from prefect.cache_policies import NO_CACHE
@@ -213,10 +213,31 @@ class BackgroundJob:
             cache_policy=NO_CACHE,
             persist_result=False,
         )
-        self.spec = replace(spec, runner=self.task)
+        self.spec = replace(spec, runner=self)
 
     def __repr__(self) -> str:
         return f"<BackgroundJob {self.job_type}>"
+
+    def run(
+        self, *, period: date | None = None, force: bool = False, upstream_failed: str | None = None
+    ) -> State[Any]:
+        """Run the task to its final state from synchronous code (a sync flow, the CLI).
+
+        A sync job runs in the calling thread, so a signal or cancellation reaches its body
+        directly; an async job is submitted to the task runner, which gives it an event loop.
+        """
+        kwargs: dict[str, Any] = {
+            "period": period,
+            "force": force,
+            "upstream_failed": upstream_failed,
+        }
+        if self.is_async:
+            future = self.task.submit(**kwargs)
+            future.wait()
+            return cast(State[Any], future.state)
+        return cast(State[Any], self.task(return_state=True, **kwargs))
+
+    __call__ = run  # the spec's runner: calling a job runs it
 
 
 def _sync_runner(spec: JobSpec, body: JobBody) -> Callable[..., Any]:

@@ -79,3 +79,39 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+# --- Prefect ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One Prefect test server (its own temporary database) for the whole session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with pytest.MonkeyPatch.context() as mp:
+        # The throwaway server's telemetry races its start-up on SQLite and logs a traceback.
+        mp.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+        with prefect_test_harness(server_startup_timeout=120):
+            yield
+
+
+@pytest.fixture
+def job_env(
+    prefect_harness: None, db_url: URL, clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[URL]:
+    """Jobs run against the test's database, with a short staleness threshold; the process-wide
+    engine is fresh and must not leak a connection."""
+    from jobs import engines
+    from jobs.settings import get_settings
+
+    monkeypatch.setenv("DATABASE_URL", db_url.render_as_string(hide_password=False))
+    monkeypatch.setenv("STALE_JOB_THRESHOLD_MS", "2000")
+    get_settings.cache_clear()
+    engines.dispose_engines()
+    counter = dbtools.CheckoutCounter(engines.shared_engine())
+    yield db_url
+    out = counter.out
+    engines.dispose_engines()
+    get_settings.cache_clear()
+    assert out == 0, f"{out} connection(s) of the jobs engine still checked out after the test"
