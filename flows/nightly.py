@@ -7,7 +7,9 @@ in this process for the CLI (ephemeral Prefect unless PREFECT_API_URL is set).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from datetime import date
 from typing import Any
 
@@ -17,7 +19,11 @@ from prefect.client.schemas.objects import State
 from prefect.futures import PrefectFuture
 from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
-from prefect.settings import PREFECT_API_URL
+from prefect.settings import (
+    PREFECT_API_URL,
+    PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+    temporary_settings,
+)
 from prefect.states import Completed, Failed
 
 from flows.dispatch import Launch, run_in_order
@@ -28,20 +34,33 @@ from jobs.catalog import registry as catalog_registry
 from jobs.engines import shared_engine
 from jobs.errors import JobsError
 from jobs.models import Status
-from jobs.outcome import JobOutcome, NightlyReport
+from jobs.outcome import JobFailedError, JobOutcome, NightlyReport
 from jobs.prefect_states import outcome_from_state
 from jobs.registry import JobSpec, Registry
 from jobs.schedule import logical_period
 from jobs.settings import Settings, get_settings, validate_enabled_flags
 from jobs.task import BackgroundJob
 
+EPHEMERAL_STARTUP_TIMEOUT_S = 120
 
-def _quiet_local_server() -> None:
-    """Without PREFECT_API_URL, Prefect starts a throwaway server on its own SQLite file; its
-    telemetry heartbeat races the server's start-up on that file and logs a "database is locked"
-    traceback. A throwaway server has nothing to report: switch it off (unless set explicitly)."""
-    if not PREFECT_API_URL.value():
-        os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+@contextmanager
+def _local_prefect() -> Iterator[None]:
+    """Defaults for the throwaway Prefect server started when PREFECT_API_URL is unset.
+
+    Its first start migrates a fresh SQLite file, which takes longer than Prefect's default 20 s
+    wait on a slow or busy machine; and its telemetry heartbeat races that start-up on the same
+    file and logs a "database is locked" traceback. Explicit settings still win.
+    """
+    if PREFECT_API_URL.value():
+        yield
+        return
+    # The server is a subprocess that reads the environment; the timeout is read in-process.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    with temporary_settings(
+        set_defaults={PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: EPHEMERAL_STARTUP_TIMEOUT_S}
+    ):
+        yield
 
 
 def preflight(registry: Registry) -> tuple[Settings, list[JobSpec]]:
@@ -103,7 +122,8 @@ def final_state(report: NightlyReport) -> State[Any]:
     """Failed when any job failed (the message names them), Completed otherwise."""
     failed = [o.job_type for o in report.outcomes if o.status == Status.FAILURE]
     if failed:
-        return Failed(message=f"{report.summary()}; failed: {', '.join(failed)}", data=report)
+        message = f"{report.summary()}; failed: {', '.join(failed)}"
+        return Failed(message=message, data=JobFailedError(message, report=report))
     return Completed(message=report.summary(), data=report)
 
 
@@ -143,34 +163,43 @@ def run_one(job_type: str, period: date | None = None, force: bool = False) -> S
     state = job.run(period=period, force=force)
     outcome = outcome_from_state(job_type, state)
     if outcome.status == Status.FAILURE:
-        return Failed(message=outcome.describe(), data=outcome)
+        error = JobFailedError(outcome.describe(), outcome=outcome)
+        return Failed(message=outcome.describe(), data=error)
     return Completed(message=outcome.describe(), data=outcome)
 
 
 def _value(state: State[Any]) -> Any:
+    """The report or outcome behind a flow's final state; other project errors are raised."""
     value = state.result(raise_on_failure=False, _sync=True)  # type: ignore[call-overload]
+    if isinstance(value, JobFailedError):
+        return value.report or value.outcome
     if isinstance(value, JobsError):
         raise value
     return value
 
 
-def run_nightly(period: date | None = None) -> NightlyReport:
-    """Run the nightly flow once in this process and return its report."""
-    preflight(catalog_registry())
-    _quiet_local_server()
-    state = nightly(period=period, return_state=True)
+def report_from_state(state: State[Any]) -> NightlyReport:
+    """The report of a finished nightly flow run (Completed or Failed)."""
     report = _value(state)
     if not isinstance(report, NightlyReport):
         raise JobsError(f"the nightly flow ended {state.name} without a report: {state.message}")
     return report
 
 
+def run_nightly(period: date | None = None) -> NightlyReport:
+    """Run the nightly flow once in this process and return its report."""
+    preflight(catalog_registry())
+    with _local_prefect():
+        state = nightly(period=period, return_state=True)
+    return report_from_state(state)
+
+
 def run_job(job_type: str, *, period: date | None = None, force: bool = False) -> JobOutcome:
     """Run one job through Prefect with the lock and return its outcome."""
     catalog_job(job_type)  # unknown names fail here, before Prefect starts
     preflight(catalog_registry())
-    _quiet_local_server()
-    state = run_one(job_type=job_type, period=period, force=force, return_state=True)
+    with _local_prefect():
+        state = run_one(job_type=job_type, period=period, force=force, return_state=True)
     outcome = _value(state)
     if not isinstance(outcome, JobOutcome):
         raise JobsError(f"job {job_type} ended {state.name} without an outcome: {state.message}")

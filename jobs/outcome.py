@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
+from jobs.errors import JobsError
 from jobs.models import Status
 
 
@@ -44,3 +45,22 @@ class NightlyReport:
             counts[o.status] = counts.get(o.status, 0) + 1
         parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "nothing ran"
         return f"{len(self.outcomes)} jobs for {self.period.isoformat()}: {parts}"
+
+
+class JobFailedError(JobsError):
+    """A job failed; ``outcome`` (one job) or ``report`` (the nightly run) has the details.
+
+    It is the data of the Failed Prefect states this project returns, so that code asking Prefect
+    for the result of a failed run gets this exception rather than a TypeError.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        outcome: JobOutcome | None = None,
+        report: NightlyReport | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.outcome = outcome
+        self.report = report

@@ -17,17 +17,19 @@ from prefect.states import Completed, Failed
 
 from jobs.lock import Origin
 from jobs.models import Status
-from jobs.outcome import JobOutcome
+from jobs.outcome import JobFailedError, JobOutcome
 
 SKIPPED_STATE_NAME = "Skipped"
 
 
 def state_for(outcome: JobOutcome) -> State[Any]:
-    """The final Prefect state of a job task; its data is the outcome itself."""
+    """The final Prefect state of a job task; its data is the outcome (in a JobFailedError when
+    the job failed, as Prefect expects an exception behind a Failed state)."""
     if outcome.status == Status.SKIPPED:
         return Completed(name=SKIPPED_STATE_NAME, message=outcome.reason, data=outcome)
     if outcome.status == Status.FAILURE:
-        return Failed(message=outcome.reason, data=outcome)
+        error = JobFailedError(outcome.reason or "failed", outcome=outcome)
+        return Failed(message=outcome.reason, data=error)
     return Completed(message=outcome.reason, data=outcome)
 
 
@@ -41,6 +43,8 @@ def outcome_from_state(job_type: str, state: State[Any]) -> JobOutcome:
         value = state.result(raise_on_failure=False, _sync=True)  # type: ignore[call-overload]
     except Exception:  # noqa: BLE001 - a result that cannot be read is reported, not raised
         value = None
+    if isinstance(value, JobFailedError) and value.outcome is not None:
+        return value.outcome
     if isinstance(value, JobOutcome):
         return value
     return JobOutcome(

@@ -11,10 +11,10 @@ from prefect import flow
 from prefect.client.schemas.objects import State, StateType
 from sqlalchemy.engine import URL
 
-from flows.nightly import run_registry
+from flows.nightly import report_from_state, run_registry
 from jobs.errors import DependencyError
 from jobs.models import Status
-from jobs.outcome import NightlyReport
+from jobs.outcome import JobFailedError, NightlyReport
 from jobs.registry import Registry
 from jobs.task import BackgroundJob, JobContext, background_job
 from tests.prefect_api import task_states
@@ -53,9 +53,7 @@ def run(jobs: list[BackgroundJob]) -> tuple[State[Any], NightlyReport]:
         return run_registry(registry, PERIOD)
 
     state = test_nightly(return_state=True)
-    report = state.result(raise_on_failure=False)
-    assert isinstance(report, NightlyReport)
-    return state, report
+    return state, report_from_state(state)
 
 
 def starts() -> list[str]:
@@ -148,3 +146,18 @@ def test_cycle_fails_before_any_job_runs(job_env: URL) -> None:
     with pytest.raises(DependencyError, match=r"c_a -> c_b -> c_a|c_b -> c_a -> c_b"):
         state.result()
     assert events == [], "c_free did not run either"
+
+
+def test_failed_nightly_raises_with_its_report_like_a_deployment_run(job_env: URL) -> None:
+    registry = Registry([make("x_fail", fail=True).spec])
+
+    @flow(name="test-nightly", persist_result=False)
+    def test_nightly() -> State[Any]:
+        return run_registry(registry, PERIOD)
+
+    # A worker runs the flow for its result: the Failed state's data is raised, so it must be an
+    # exception that explains itself (not "cannot be resolved into an exception").
+    with pytest.raises(JobFailedError, match="failed: x_fail") as err:
+        test_nightly()
+    assert err.value.report is not None
+    assert err.value.report.outcomes[0].reason == "RuntimeError: x_fail broke"

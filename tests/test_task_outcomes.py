@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import pytest
-from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.objects import State, StateType
 from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.engine import URL
 
@@ -14,7 +15,8 @@ from jobs.app_models import DailyEventRollup
 from jobs.lease import LockPolicy
 from jobs.lock import PreCheckContext, acquire_job_lock
 from jobs.models import Status, job_execution
-from jobs.outcome import JobOutcome
+from jobs.outcome import JobFailedError, JobOutcome
+from jobs.prefect_states import outcome_from_state
 from jobs.task import JobContext, background_job
 from tests.jobtools import PERIOD, rows, run_task
 
@@ -91,10 +93,10 @@ def t_lost(ctx: JobContext) -> None:
     _write_marker(ctx)  # work done after the loss must not be committed
 
 
-def _outcome(state: object) -> JobOutcome:
-    value = state.result(raise_on_failure=False)  # type: ignore[attr-defined]
-    assert isinstance(value, JobOutcome)
-    return value
+def _outcome(state: State[Any]) -> JobOutcome:
+    outcome = outcome_from_state("?", state)
+    assert outcome.job_type != "?", f"no outcome behind {state!r}"
+    return outcome
 
 
 def test_success_completed_and_row_success(job_env: URL, engine: Engine) -> None:
@@ -116,6 +118,10 @@ def test_failure_failed_with_message_and_rolled_back(job_env: URL, engine: Engin
     assert (row.status, row.error_message) == (Status.FAILURE, "ValueError: boom")
     assert row.task_run_id == run.task_run_id
     assert _markers(engine, "t_boom") == 0, "the body's session is rolled back on failure"
+    error = run.state.result(raise_on_failure=False)
+    assert isinstance(error, JobFailedError), (
+        "a Failed state carries an exception, as Prefect expects"
+    )
 
 
 def test_disabled_is_skipped_in_both_systems(
