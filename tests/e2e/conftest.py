@@ -1,0 +1,252 @@
+"""A real Prefect deployment for end-to-end tests: server, process work pool, `prefect deploy`
+from prefect.yaml, workers, and flow runs started with `prefect deployment run`.
+
+Reusable pieces (fault tests build on them):
+
+- ``prefect_server`` (session): ``prefect server start`` on a free port, its own PREFECT_HOME;
+  ``.cli(...)`` runs the ``prefect`` CLI against it, ``.flow_run(id)`` reads a run through the API;
+- ``deployment`` (session): the work pool created and prefect.yaml deployed; its name;
+- ``start_worker`` (function): ``start_worker(env={...})`` starts ``prefect worker start`` with
+  extra environment (e.g. DATABASE_URL); every worker is stopped after the test;
+- ``run_deployment(server, name, ...)``: ``prefect deployment run … --watch`` with a bound, returns
+  the flow run id and its final state.
+
+Every wait is bounded; every process is stopped with its whole process tree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from jobs.schema import PROJECT_ROOT
+from tests.e2e.procs import Managed
+
+WORK_POOL = "nightly-pool"
+DEPLOYMENT = "nightly/jobs"
+SERVER_START_TIMEOUT_S = 150
+CLI_TIMEOUT_S = 180
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def base_env(home: Path) -> dict[str, str]:
+    """The environment of every process: no Prefect or project settings from outside, except
+    what the test sets; quick worker polling; no UI, no telemetry."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("PREFECT_")
+        and not k.endswith("_ENABLED")
+        and k
+        not in {
+            "DATABASE_URL",
+            "STALE_JOB_THRESHOLD_MS",
+            "JOB_HEARTBEAT_INTERVAL_MS",
+            "SYNC_CRON_SCHEDULE",
+            "SYNC_CRON_TIMEZONE",
+            "MAX_PARALLEL_JOBS",
+            "IMPORT_EVENTS_SOURCE",
+        }
+    }
+    env.update(
+        {
+            "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
+            "PREFECT_HOME": str(home),
+            "PREFECT_UI_ENABLED": "false",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_WORKER_QUERY_SECONDS": "1",
+            "PREFECT_WORKER_HEARTBEAT_SECONDS": "5",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env
+
+
+@dataclass
+class PrefectServer:
+    api_url: str
+    home: Path
+    logs: Path
+    env: dict[str, str]
+    process: Managed
+    workers: list[Managed] = field(default_factory=list)
+
+    def cli(
+        self,
+        *args: str,
+        env: Mapping[str, str] | None = None,
+        timeout: float = CLI_TIMEOUT_S,
+        check: bool = True,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``prefect <args>`` against this server (non-interactive), bounded."""
+        done = subprocess.run(
+            [str(VENV_BIN / "prefect"), "--no-prompt", *args],
+            env={**self.env, **(env or {})},
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(
+                f"prefect {' '.join(args)} exited {done.returncode}:\n"
+                f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+            )
+        return done
+
+    def flow_run(self, flow_run_id: str) -> dict[str, Any]:
+        response = httpx.get(f"{self.api_url}/flow_runs/{flow_run_id}", timeout=30)
+        response.raise_for_status()
+        return dict(response.json())
+
+    def task_runs(self, flow_run_id: str) -> list[dict[str, Any]]:
+        response = httpx.post(
+            f"{self.api_url}/task_runs/filter",
+            json={"flow_runs": {"id": {"any_": [flow_run_id]}}},
+            timeout=30,
+        )
+        response.raise_for_status()
+        return list(response.json())
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
+    home = tmp_path_factory.mktemp("prefect-home")
+    logs = tmp_path_factory.mktemp("prefect-logs")
+    port = free_port()
+    api_url = f"http://127.0.0.1:{port}/api"
+    env = base_env(home)
+    process = Managed(
+        "server",
+        [str(VENV_BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        cwd=home,
+        log=logs / "server.log",
+    )
+    server = PrefectServer(
+        api_url=api_url,
+        home=home,
+        logs=logs,
+        env={**env, "PREFECT_API_URL": api_url},
+        process=process,
+    )
+    try:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+        while True:
+            assert process.alive(), f"prefect server exited:\n{process.tail()}"
+            try:
+                if httpx.get(f"{api_url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, f"prefect server not up:\n{process.tail()}"
+            time.sleep(0.5)
+        yield server
+    finally:
+        for worker in server.workers:
+            worker.stop()
+        process.stop()
+
+
+@pytest.fixture(scope="session")
+def deployment(prefect_server: PrefectServer) -> str:
+    """The process work pool and the nightly deployment from prefect.yaml."""
+    prefect_server.cli("work-pool", "create", WORK_POOL, "--type", "process")
+    done = prefect_server.cli("deploy", "--all")
+    assert f"Deployment '{DEPLOYMENT}' successfully created" in " ".join(done.stdout.split())
+    return DEPLOYMENT
+
+
+@pytest.fixture
+def start_worker(
+    prefect_server: PrefectServer, deployment: str
+) -> Iterator[Callable[..., Managed]]:
+    """``start_worker(env={...}, name=..., limit=...)``: a process worker on the nightly pool."""
+    started: list[Managed] = []
+
+    def start(
+        env: Mapping[str, str] | None = None, name: str | None = None, limit: int = 1
+    ) -> Managed:
+        label = name or f"worker-{len(prefect_server.workers) + 1}"
+        worker = Managed(
+            label,
+            [
+                str(VENV_BIN / "prefect"),
+                "worker",
+                "start",
+                "--pool",
+                WORK_POOL,
+                "--name",
+                label,
+                "--limit",
+                str(limit),
+            ],
+            env={**prefect_server.env, **(env or {})},
+            cwd=prefect_server.home,
+            log=prefect_server.logs / f"{label}.log",
+        )
+        started.append(worker)
+        prefect_server.workers.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+        prefect_server.workers.remove(worker)
+
+
+@dataclass
+class FlowRunResult:
+    flow_run_id: str
+    state_type: str
+    state_name: str
+    message: str | None
+    output: str
+
+
+def run_deployment(
+    server: PrefectServer,
+    name: str = DEPLOYMENT,
+    *,
+    params: Mapping[str, Any] | None = None,
+    job_env: Mapping[str, str] | None = None,
+    timeout_s: int = 150,
+) -> FlowRunResult:
+    """``prefect deployment run NAME --watch`` (bounded); the run's final state from the API."""
+    args = ["deployment", "run", name, "--watch", "--watch-timeout", str(timeout_s)]
+    for key, value in (params or {}).items():
+        args += ["--param", f"{key}={json.dumps(value)}"]
+    if job_env:
+        args += ["--job-variable", f"env={json.dumps(dict(job_env))}"]
+    done = server.cli(*args, timeout=timeout_s + 30, check=False)
+    output = done.stdout + done.stderr
+    found = re.search(r"UUID: ([0-9a-f-]{36})", output)
+    assert found, f"no flow run id in:\n{output[-3000:]}"
+    run = server.flow_run(found.group(1))
+    state = run["state"]
+    return FlowRunResult(
+        flow_run_id=found.group(1),
+        state_type=state["type"],
+        state_name=state["name"],
+        message=state.get("message"),
+        output=output,
+    )

@@ -1,0 +1,103 @@
+"""End to end: prefect.yaml deployed to a real server, run by a process worker, recorded in
+PostgreSQL with the flow run's id."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.engine import URL
+
+from jobs.database import make_engine
+from jobs.models import Status, job_execution
+from tests import dbtools
+from tests.e2e.conftest import PrefectServer, run_deployment
+from tests.e2e.procs import Managed
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def app_db(pg_template: str) -> Iterator[URL]:
+    url = dbtools.create_pg_database(template=pg_template)
+    yield url
+    dbtools.drop_pg_database(url)
+
+
+def rows_of(url: URL, flow_run_id: str) -> list[Any]:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return list(
+                conn.execute(
+                    select(job_execution)
+                    .where(job_execution.c.flow_run_id == flow_run_id)
+                    .order_by(job_execution.c.id)
+                )
+            )
+    finally:
+        engine.dispose()
+
+
+def test_deployment_runs_complete_and_fail_as_recorded(
+    prefect_server: PrefectServer,
+    start_worker: Callable[..., Managed],
+    app_db: URL,
+    tmp_path: Path,
+) -> None:
+    worker = start_worker(env={"DATABASE_URL": app_db.render_as_string(hide_password=False)})
+
+    good = run_deployment(prefect_server, params={"period": "2026-11-28"})
+    assert good.state_type == "COMPLETED", f"{good.output[-2000:]}\n{worker.tail()}"
+    rows = rows_of(app_db, good.flow_run_id)
+    assert [(r.job_type, r.status) for r in rows] == [
+        ("import_events", Status.SUCCESS),
+        ("daily_rollup", Status.SUCCESS),
+        ("purge_expired", Status.SUCCESS),
+    ]
+    task_runs = {t["id"]: t for t in prefect_server.task_runs(good.flow_run_id)}
+    for row in rows:
+        assert row.task_run_id in task_runs, "each row names its Prefect task run"
+        assert task_runs[row.task_run_id]["state"]["type"] == "COMPLETED"
+        assert str(row.period) == "2026-11-28"
+
+    # The import feed has no file for the period: import fails, the rollup is skipped.
+    feed = tmp_path / "empty-feed"
+    feed.mkdir()
+    bad = run_deployment(
+        prefect_server,
+        params={"period": "2026-11-29"},
+        job_env={"IMPORT_EVENTS_SOURCE": str(feed)},
+    )
+    assert bad.state_type == "FAILED", f"{bad.output[-2000:]}\n{worker.tail()}"
+    assert bad.message is not None and bad.message.endswith("failed: import_events")
+    rows = rows_of(app_db, bad.flow_run_id)
+    assert [(r.job_type, r.status) for r in rows] == [
+        ("import_events", Status.FAILURE),
+        ("daily_rollup", Status.SKIPPED),
+        ("purge_expired", Status.SUCCESS),
+    ]
+    assert rows[0].error_message.startswith("FileNotFoundError: no events file for 2026-11-29")
+    assert rows[1].error_message == "upstream import_events failed"
+    prefect_side = {t["id"]: t["state"] for t in prefect_server.task_runs(bad.flow_run_id)}
+    assert prefect_side[rows[0].task_run_id]["type"] == "FAILED"
+    assert prefect_side[rows[0].task_run_id]["message"] == rows[0].error_message
+    assert prefect_side[rows[1].task_run_id]["name"] == "Skipped"
+    assert prefect_side[rows[1].task_run_id]["message"] == "upstream import_events failed"
+
+
+def test_invalid_cron_stops_the_deploy_with_one_line(
+    prefect_server: PrefectServer, deployment: str
+) -> None:
+    done = prefect_server.cli(
+        "deploy", "--all", env={"SYNC_CRON_SCHEDULE": "61 * * * *"}, check=False
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "error: SYNC_CRON_SCHEDULE '61 * * * *' is not a valid cron expression: use five fields "
+        "'minute hour day-of-month month day-of-week', e.g. '0 0 * * *' (daily at midnight)"
+    ]
+    assert "Traceback" not in done.stdout + done.stderr

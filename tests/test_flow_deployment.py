@@ -1,0 +1,65 @@
+"""prefect.yaml and its build step, without a server (the e2e test deploys it for real)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from jobs.deployment import deployment_settings
+from jobs.schema import PROJECT_ROOT
+
+
+def test_defaults_when_unset_or_empty(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert deployment_settings() == {
+        "cron": "0 0 * * *",
+        "timezone": "UTC",
+        "project_dir": str(PROJECT_ROOT),
+    }
+    # What `{{ $SYNC_CRON_SCHEDULE }}` would have rendered for an unset variable.
+    monkeypatch.setenv("SYNC_CRON_SCHEDULE", "")
+    monkeypatch.setenv("SYNC_CRON_TIMEZONE", "")
+    assert deployment_settings()["cron"] == "0 0 * * *"
+    assert deployment_settings()["timezone"] == "UTC"
+
+
+def test_configured_schedule(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNC_CRON_SCHEDULE", "30 2 * * 1-5")
+    monkeypatch.setenv("SYNC_CRON_TIMEZONE", "Europe/Berlin")
+    settings = deployment_settings()
+    assert (settings["cron"], settings["timezone"]) == ("30 2 * * 1-5", "Europe/Berlin")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("SYNC_CRON_SCHEDULE", "61 * * * *", "SYNC_CRON_SCHEDULE '61 * * * *' is not a valid cron"),
+        ("SYNC_CRON_SCHEDULE", "every night", "is not a valid cron expression: use five fields"),
+        ("SYNC_CRON_TIMEZONE", "Mars/Base", "SYNC_CRON_TIMEZONE 'Mars/Base' is not a known IANA"),
+    ],
+)
+def test_invalid_values_stop_the_deploy_with_one_line(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit) as stop:
+        deployment_settings()
+    text = str(stop.value.code)
+    assert text.startswith("error: ") and message in text and "\n" not in text
+
+
+def test_prefect_yaml_wires_the_nightly_deployment() -> None:
+    config = yaml.safe_load((PROJECT_ROOT / "prefect.yaml").read_text())
+    assert config["build"] == [{"jobs.deployment.deployment_settings": {"id": "settings"}}]
+    (pull,) = config["pull"]
+    assert pull["prefect.deployments.steps.set_working_directory"]["directory"] == (
+        "{{ settings.project_dir }}"
+    )
+    (deployment,) = config["deployments"]
+    assert deployment["entrypoint"] == "flows/nightly.py:nightly"
+    assert deployment["schedules"] == [
+        {"cron": "{{ settings.cron }}", "timezone": "{{ settings.timezone }}", "active": True}
+    ]
+    assert deployment["concurrency_limit"] == {"limit": 1, "collision_strategy": "CANCEL_NEW"}
+    assert deployment["work_pool"]["name"] == "nightly-pool"
