@@ -6,10 +6,7 @@ in this process for the CLI (ephemeral Prefect unless PREFECT_API_URL is set).
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from concurrent.futures import Future
-from contextlib import contextmanager
 from datetime import date
 from typing import Any
 
@@ -19,14 +16,10 @@ from prefect.client.schemas.objects import State
 from prefect.futures import PrefectFuture
 from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
-from prefect.settings import (
-    PREFECT_API_URL,
-    PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
-    temporary_settings,
-)
 from prefect.states import Completed, Failed
 
 from flows.dispatch import Launch, run_in_order
+from flows.local_prefect import local_prefect, settle
 from flows.report import ARTIFACT_KEY, markdown_table
 from jobs import interrupts
 from jobs.catalog import job as catalog_job
@@ -40,27 +33,6 @@ from jobs.registry import JobSpec, Registry
 from jobs.schedule import logical_period
 from jobs.settings import Settings, get_settings, validate_enabled_flags
 from jobs.task import BackgroundJob
-
-EPHEMERAL_STARTUP_TIMEOUT_S = 120
-
-
-@contextmanager
-def _local_prefect() -> Iterator[None]:
-    """Defaults for the throwaway Prefect server started when PREFECT_API_URL is unset.
-
-    Its first start migrates a fresh SQLite file, which takes longer than Prefect's default 20 s
-    wait on a slow or busy machine; and its telemetry heartbeat races that start-up on the same
-    file and logs a "database is locked" traceback. Explicit settings still win.
-    """
-    if PREFECT_API_URL.value():
-        yield
-        return
-    # The server is a subprocess that reads the environment; the timeout is read in-process.
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    with temporary_settings(
-        set_defaults={PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: EPHEMERAL_STARTUP_TIMEOUT_S}
-    ):
-        yield
 
 
 def preflight(registry: Registry) -> tuple[Settings, list[JobSpec]]:
@@ -189,17 +161,22 @@ def report_from_state(state: State[Any]) -> NightlyReport:
 def run_nightly(period: date | None = None) -> NightlyReport:
     """Run the nightly flow once in this process and return its report."""
     preflight(catalog_registry())
-    with _local_prefect():
+    with local_prefect() as ephemeral:
         state = nightly(period=period, return_state=True)
-    return report_from_state(state)
+        report = report_from_state(state)
+        if ephemeral:
+            settle(report.flow_run_id, len(report.outcomes))
+    return report
 
 
 def run_job(job_type: str, *, period: date | None = None, force: bool = False) -> JobOutcome:
     """Run one job through Prefect with the lock and return its outcome."""
     catalog_job(job_type)  # unknown names fail here, before Prefect starts
     preflight(catalog_registry())
-    with _local_prefect():
+    with local_prefect() as ephemeral:
         state = run_one(job_type=job_type, period=period, force=force, return_state=True)
+        if ephemeral:
+            settle(str(state.state_details.flow_run_id), 1)
     outcome = _value(state)
     if not isinstance(outcome, JobOutcome):
         raise JobsError(f"job {job_type} ended {state.name} without an outcome: {state.message}")
