@@ -171,8 +171,9 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
 def deployment(prefect_server: PrefectServer) -> str:
     """The process work pool and the nightly deployment from prefect.yaml."""
     prefect_server.cli("work-pool", "create", WORK_POOL, "--type", "process")
-    done = prefect_server.cli("deploy", "--all")
-    assert f"Deployment '{DEPLOYMENT}' successfully created" in " ".join(done.stdout.split())
+    prefect_server.cli("deploy", "--all")
+    found = httpx.get(f"{prefect_server.api_url}/deployments/name/{DEPLOYMENT}", timeout=30)
+    assert found.status_code == 200, f"{DEPLOYMENT} was not deployed: {found.text}"
     return DEPLOYMENT
 
 
