@@ -9,7 +9,8 @@ Reusable pieces (fault tests build on them):
 - ``start_worker`` (function): ``start_worker(env={...})`` starts ``prefect worker start`` with
   extra environment (e.g. DATABASE_URL); every worker is stopped after the test;
 - ``run_deployment(server, name, ...)``: ``prefect deployment run … --watch`` with a bound, returns
-  the flow run id and its final state.
+  the flow run id and its final state; ``trigger_deployment`` (no wait) and ``wait_for_flow_run``
+  (bounded polling) for tests that start several runs at once.
 
 Every wait is bounded; every process is stopped with its whole process tree.
 """
@@ -224,6 +225,59 @@ class FlowRunResult:
     output: str
 
 
+def _deployment_run_args(
+    name: str, params: Mapping[str, Any] | None, job_env: Mapping[str, str] | None
+) -> list[str]:
+    args = ["deployment", "run", name]
+    for key, value in (params or {}).items():
+        args += ["--param", f"{key}={json.dumps(value)}"]
+    if job_env:
+        args += ["--job-variable", f"env={json.dumps(dict(job_env))}"]
+    return args
+
+
+def _flow_run_id(output: str) -> str:
+    found = re.search(r"UUID: ([0-9a-f-]{36})", output)
+    assert found, f"no flow run id in:\n{output[-3000:]}"
+    return found.group(1)
+
+
+def _result(server: PrefectServer, flow_run_id: str, output: str) -> FlowRunResult:
+    state = server.flow_run(flow_run_id)["state"]
+    return FlowRunResult(
+        flow_run_id=flow_run_id,
+        state_type=state["type"],
+        state_name=state["name"],
+        message=state.get("message"),
+        output=output,
+    )
+
+
+def trigger_deployment(
+    server: PrefectServer,
+    name: str = DEPLOYMENT,
+    *,
+    params: Mapping[str, Any] | None = None,
+    job_env: Mapping[str, str] | None = None,
+) -> str:
+    """``prefect deployment run NAME`` without waiting; the new flow run's id."""
+    done = server.cli(*_deployment_run_args(name, params, job_env))
+    return _flow_run_id(done.stdout + done.stderr)
+
+
+def wait_for_flow_run(
+    server: PrefectServer, flow_run_id: str, timeout_s: float = 150
+) -> FlowRunResult:
+    """Poll the API until the flow run is in a final state (bounded)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        state = server.flow_run(flow_run_id)["state"]
+        if state["type"] in {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}:
+            return _result(server, flow_run_id, "")
+        assert time.monotonic() < deadline, f"flow run {flow_run_id} still {state['name']}"
+        time.sleep(0.5)
+
+
 def run_deployment(
     server: PrefectServer,
     name: str = DEPLOYMENT,
@@ -233,21 +287,8 @@ def run_deployment(
     timeout_s: int = 150,
 ) -> FlowRunResult:
     """``prefect deployment run NAME --watch`` (bounded); the run's final state from the API."""
-    args = ["deployment", "run", name, "--watch", "--watch-timeout", str(timeout_s)]
-    for key, value in (params or {}).items():
-        args += ["--param", f"{key}={json.dumps(value)}"]
-    if job_env:
-        args += ["--job-variable", f"env={json.dumps(dict(job_env))}"]
+    args = [*_deployment_run_args(name, params, job_env), "--watch"]
+    args += ["--watch-timeout", str(timeout_s)]
     done = server.cli(*args, timeout=timeout_s + 30, check=False)
     output = done.stdout + done.stderr
-    found = re.search(r"UUID: ([0-9a-f-]{36})", output)
-    assert found, f"no flow run id in:\n{output[-3000:]}"
-    run = server.flow_run(found.group(1))
-    state = run["state"]
-    return FlowRunResult(
-        flow_run_id=found.group(1),
-        state_type=state["type"],
-        state_name=state["name"],
-        message=state.get("message"),
-        output=output,
-    )
+    return _result(server, _flow_run_id(output), output)

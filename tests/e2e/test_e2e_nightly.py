@@ -14,7 +14,12 @@ from sqlalchemy.engine import URL
 from jobs.database import make_engine
 from jobs.models import Status, job_execution
 from tests import dbtools
-from tests.e2e.conftest import PrefectServer, run_deployment
+from tests.e2e.conftest import (
+    PrefectServer,
+    run_deployment,
+    trigger_deployment,
+    wait_for_flow_run,
+)
 from tests.e2e.procs import Managed
 
 pytestmark = pytest.mark.e2e
@@ -67,12 +72,13 @@ def test_deployment_runs_complete_and_fail_as_recorded(
     # The import feed has no file for the period: import fails, the rollup is skipped.
     feed = tmp_path / "empty-feed"
     feed.mkdir()
-    bad = run_deployment(
+    bad_id = trigger_deployment(
         prefect_server,
         params={"period": "2026-11-29"},
         job_env={"IMPORT_EVENTS_SOURCE": str(feed)},
     )
-    assert bad.state_type == "FAILED", f"{bad.output[-2000:]}\n{worker.tail()}"
+    bad = wait_for_flow_run(prefect_server, bad_id)
+    assert bad.state_type == "FAILED", worker.tail()
     assert bad.message is not None and bad.message.endswith("failed: import_events")
     rows = rows_of(app_db, bad.flow_run_id)
     assert [(r.job_type, r.status) for r in rows] == [
