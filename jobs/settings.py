@@ -19,6 +19,7 @@ from jobs.errors import ConfigurationError
 DEFAULT_DATABASE_URL = "sqlite:///jobs.sqlite3"
 DEFAULT_CRON = "0 0 * * *"
 DEFAULT_STALE_MS = 300_000
+MIN_STALE_MS = 10
 ENV_FILE = ".env"
 
 _TRUE = frozenset({"true", "1", "yes", "on"})
@@ -31,10 +32,11 @@ def mask_url(url: str) -> str:
     return _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:***@", url)
 
 
-def _positive_int(name: str, value: Any) -> int:
+def _positive_int(name: str, value: Any, minimum: int = 1) -> int:
     text = str(value).strip()
-    if not re.fullmatch(r"[+]?\d+", text) or int(text) <= 0:
-        raise ValueError(f"{name} must be a positive integer (milliseconds), got {text!r}")
+    if not re.fullmatch(r"[+]?\d+", text) or int(text) < minimum:
+        unit = "milliseconds" if minimum == 1 else f"milliseconds, at least {minimum}"
+        raise ValueError(f"{name} must be a positive integer ({unit}), got {text!r}")
     return int(text)
 
 
@@ -62,7 +64,8 @@ class Settings(BaseSettings):
     @field_validator("stale_job_threshold_ms", mode="before")
     @classmethod
     def _threshold(cls, value: Any) -> int:
-        return _positive_int("STALE_JOB_THRESHOLD_MS", value)
+        # At least 10 ms so the default heartbeat (a fifth) still fits twice inside the threshold.
+        return _positive_int("STALE_JOB_THRESHOLD_MS", value, minimum=MIN_STALE_MS)
 
     @field_validator("job_heartbeat_interval_ms", mode="before")
     @classmethod

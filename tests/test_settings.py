@@ -36,8 +36,18 @@ def test_defaults() -> None:
 @pytest.mark.parametrize(
     ("env", "expected"),
     [
-        ({"STALE_JOB_THRESHOLD_MS": "abc"}, "STALE_JOB_THRESHOLD_MS must be a positive integer"),
-        ({"STALE_JOB_THRESHOLD_MS": "0"}, "STALE_JOB_THRESHOLD_MS must be a positive integer"),
+        (
+            {"STALE_JOB_THRESHOLD_MS": "abc"},
+            "STALE_JOB_THRESHOLD_MS must be a positive integer (milliseconds, at least 10)",
+        ),
+        (
+            {"STALE_JOB_THRESHOLD_MS": "0"},
+            "STALE_JOB_THRESHOLD_MS must be a positive integer (milliseconds, at least 10)",
+        ),
+        (
+            {"STALE_JOB_THRESHOLD_MS": "2"},
+            "STALE_JOB_THRESHOLD_MS must be a positive integer (milliseconds, at least 10)",
+        ),
         ({"STALE_JOB_THRESHOLD_MS": "-5"}, "got '-5'"),
         (
             {"JOB_HEARTBEAT_INTERVAL_MS": "x"},
