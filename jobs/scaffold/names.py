@@ -1,0 +1,118 @@
+"""Validation of what `jobctl new` is given, before any file is touched."""
+
+from __future__ import annotations
+
+import builtins
+import keyword
+import re
+import unicodedata
+
+from jobs.dag import topological_order
+from jobs.errors import DependencyError, ScaffoldError
+from jobs.models import JOB_TYPE_LENGTH
+from jobs.scaffold.project import Project
+
+_IDENTIFIER = re.compile(r"[a-z][a-z0-9_]*")
+# A module, a function, a test file and a JobType member are named after the job: keep them short.
+MAX_NAME_LENGTH = min(JOB_TYPE_LENGTH, 60)
+MAX_DESCRIPTION_LENGTH = 500
+
+
+def validate_name(name: str, project: Project) -> str:
+    """A new job's name: a free, lowercase Python identifier that shadows nothing."""
+    shown = name[:80]
+    if not name or name != name.strip():
+        raise ScaffoldError(
+            f"job name {shown!r} is empty or padded with spaces: give e.g. sync_users"
+        )
+    if any(sep in name for sep in ("/", "\\", ".")) or name.startswith("~"):
+        raise ScaffoldError(
+            f"job name {shown!r} looks like a path: give a bare name such as sync_users"
+        )
+    if not _IDENTIFIER.fullmatch(name):
+        raise ScaffoldError(
+            f"job name {shown!r} is not a lowercase identifier: use letters a-z, digits and "
+            "underscores, starting with a letter (e.g. sync_users)"
+        )
+    if len(name) > MAX_NAME_LENGTH:
+        raise ScaffoldError(
+            f"job name {shown!r} is {len(name)} characters long: use at most {MAX_NAME_LENGTH}"
+        )
+    if keyword.iskeyword(name) or keyword.issoftkeyword(name):
+        raise ScaffoldError(f"job name {name!r} is a Python keyword: pick another name")
+    if hasattr(builtins, name):
+        raise ScaffoldError(
+            f"job name {name!r} would shadow the Python builtin {name!r}: pick another name"
+        )
+    if any(name in (job.job_type, job.module) for job in project.jobs):
+        raise ScaffoldError(f"job {name!r} already exists: pick another name (see `jobctl list`)")
+    if name in project.members.values() or name.upper() in project.members:
+        raise ScaffoldError(
+            f"job type {name!r} already exists in jobs/job_types.py: pick another name"
+        )
+    if name in project.catalog_names:
+        raise ScaffoldError(
+            f"job name {name!r} clashes with a name in jobs/catalog/__init__.py: pick another name"
+        )
+    for path in (project.catalog_dir / f"{name}.py", project.tests_dir / f"test_{name}.py"):
+        if path.exists() or path.is_symlink():
+            raise ScaffoldError(
+                f"{project.relative(path)} already exists: pick another name or remove that file"
+            )
+    return name
+
+
+def parse_depends_on(raw: str | None) -> list[str]:
+    """``"a, b"`` → ``["a", "b"]``; a blank entry or a repeated name is an error."""
+    if raw is None or not raw.strip():
+        return []
+    names = [part.strip() for part in raw.split(",")]
+    if any(not part for part in names):
+        raise ScaffoldError(
+            f"--depends-on {raw!r} has an empty entry: give names separated by commas, e.g. a,b"
+        )
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ScaffoldError(f"--depends-on names {', '.join(repeated)} twice: list each job once")
+    return names
+
+
+def validate_depends_on(name: str, depends_on: list[str], project: Project) -> tuple[str, ...]:
+    """Every upstream is a registered job, and the graph with the new job has no cycle."""
+    registered = [job.job_type for job in project.jobs]
+    for up in depends_on:
+        if up == name:
+            raise ScaffoldError(
+                f"--depends-on: job {name!r} cannot depend on itself (a cycle): remove it"
+            )
+        if up not in registered:
+            known = ", ".join(registered) or "none yet"
+            raise ScaffoldError(
+                f"--depends-on: unknown job {up[:80]!r}: use registered jobs ({known})"
+            )
+    # Nothing can depend on a job that does not exist yet, so a new cycle needs a broken graph
+    # already; checking the whole graph still names it rather than writing into it.
+    graph = {job.job_type: job.depends_on or () for job in project.jobs}
+    graph[name] = tuple(depends_on)
+    try:
+        topological_order(graph)
+    except DependencyError as err:
+        raise ScaffoldError(f"--depends-on: {err.message}") from None
+    return tuple(depends_on)
+
+
+def validate_description(description: str | None, name: str) -> str:
+    if description is None or not description.strip():
+        return f"TODO: say what {name} does."
+    text = description.strip()
+    if any(unicodedata.category(ch).startswith("C") for ch in text):
+        raise ScaffoldError(
+            "--description must be one line of printable text: remove newlines and control "
+            "characters"
+        )
+    if len(text) > MAX_DESCRIPTION_LENGTH:
+        raise ScaffoldError(
+            f"--description is {len(text)} characters long: keep it under "
+            f"{MAX_DESCRIPTION_LENGTH} (details belong in the job's docstring)"
+        )
+    return text

@@ -1,0 +1,144 @@
+"""The files `jobctl new` writes. Rendered output is ruff-, ruff-format- and mypy --strict-clean
+as is; the scaffold tests run those tools on a generated job to keep it that way."""
+
+from __future__ import annotations
+
+from string import Template
+
+LINE_LENGTH = 100
+
+JOB_MODULE = Template('''\
+"""The `$name` job (created by `jobctl new`).
+
+Write the job's logic between the marked lines of `$name` below. Around it, the framework checks
+$flag, takes the job's lock, records the outcome in job_execution and in Prefect, and
+commits `ctx.session` when the function returns (or rolls it back if it raises).
+"""
+
+from __future__ import annotations
+
+from jobs.job_types import JobType
+from jobs.task import JobContext, background_job
+
+$description_constant
+
+
+@background_job(
+    JobType.$member,$depends_on
+    description=DESCRIPTION,
+    once_per_period=$once_per_period,
+)
+def $name(ctx: JobContext) -> None:
+    # >>> your job logic starts here >>>
+    # ctx.session: SQLAlchemy session on the app database (raise to record FAILURE with the error)
+    # ctx.period: the date this run is for; ctx.logger: logs "[$name] ..." through Prefect
+    # ctx.still_held(): False once the lock was lost (check it in long loops, then stop)
+    ctx.logger.info("nothing to do yet for period %s", ctx.period.isoformat())
+    # <<< your job logic ends here <<<
+''')
+
+TEST_MODULE = Template('''\
+"""The `$name` job runs through Prefect, with its lock, on a real database (created by
+`jobctl new`). Add assertions about what the job does at the marked line."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from sqlalchemy import select
+from sqlalchemy.engine import URL
+
+from jobs.database import make_engine
+from jobs.models import JobExecution, Status
+from tests.jobs.runner import run_job_on
+
+PERIOD = date(2026, 1, 15)
+
+
+def test_${name}_succeeds(db_url: URL) -> None:
+    outcome = run_job_on(db_url, "$name", period=PERIOD)
+    assert outcome.status == Status.SUCCESS, outcome.reason
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(
+                select(JobExecution.status, JobExecution.period).where(
+                    JobExecution.id == outcome.execution_id
+                )
+            ).one()
+        assert (row.status, row.period) == (Status.SUCCESS, PERIOD)
+        # >>> assertions about what $name did go here >>>
+    finally:
+        engine.dispose()
+''')
+
+TESTS_PACKAGE = '"""Tests of the jobs in jobs/catalog/, one module per job."""\n'
+
+
+def python_string(text: str) -> str:
+    """A string literal that ruff format leaves alone: ASCII only (no ambiguous-character
+    warnings), double quotes unless the text holds more double than single quotes (ruff's rule)."""
+    quote = "'" if text.count('"') > text.count("'") else '"'
+    out = []
+    for ch in text:
+        if ch in (quote, "\\"):
+            out.append("\\" + ch)
+        elif " " <= ch <= "~":
+            out.append(ch)
+        elif ord(ch) <= 0xFFFF:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(f"\\U{ord(ch):08x}")
+    return quote + "".join(out) + quote
+
+
+def _chunks(text: str, width: int) -> list[str]:
+    """Pieces of ``text`` whose literals fit in ``width``, split after spaces when possible."""
+    pieces: list[str] = []
+    current = ""
+    for ch in text:
+        if current and len(python_string(current + ch)) > width:
+            cut = current.rfind(" ") + 1
+            if 0 < cut < len(current):
+                pieces.append(current[:cut])
+                current = current[cut:]
+            else:
+                pieces.append(current)
+                current = ""
+        current += ch
+    pieces.append(current)
+    return pieces
+
+
+def description_constant(description: str) -> str:
+    """``DESCRIPTION = "..."``, split into implicitly concatenated lines when it is too long."""
+    single = f"DESCRIPTION = {python_string(description)}"
+    if len(single) <= LINE_LENGTH:
+        return single
+    body = "\n".join(f"    {python_string(c)}" for c in _chunks(description, LINE_LENGTH - 4))
+    return f"DESCRIPTION = (\n{body}\n)"
+
+
+def render_job_module(
+    name: str, member: str, upstream_members: list[str], description: str, *, once_per_period: bool
+) -> str:
+    deps = ""
+    if upstream_members:
+        line = f"    depends_on=[{', '.join(f'JobType.{m}' for m in upstream_members)}],"
+        if len(line) <= LINE_LENGTH:
+            deps = "\n" + line
+        else:  # one per line, with the trailing comma ruff format keeps exploded
+            inner = "".join(f"\n        JobType.{m}," for m in upstream_members)
+            deps = f"\n    depends_on=[{inner}\n    ],"
+    return JOB_MODULE.substitute(
+        name=name,
+        member=member,
+        flag=f"{name.upper()}_ENABLED",
+        depends_on=deps,
+        description_constant=description_constant(description),
+        once_per_period="True" if once_per_period else "False",
+    )
+
+
+def render_test_module(name: str) -> str:
+    return TEST_MODULE.substitute(name=name)
