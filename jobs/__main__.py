@@ -1,0 +1,5 @@
+"""`python -m jobs` is `jobctl`."""
+
+from jobs.cli import main
+
+main()
