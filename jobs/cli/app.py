@@ -41,7 +41,7 @@ class _JobsGroup(TyperGroup):
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
             raise typer.Exit(ExitCode.FAILED) from None
-        except (typer.Exit, typer.Abort):
+        except (typer.Exit, typer.Abort, typer.TyperException):  # usage errors, --help
             raise
         except Exception as err:
             if os.environ.get(DEBUG_ENV):

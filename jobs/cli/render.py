@@ -79,8 +79,10 @@ def jobs_table(specs: Sequence[JobSpec], enabled: Iterable[bool]) -> Table:
 
 def status_table(report: StatusReport, registered: set[str]) -> Table:
     table = Table(title=f"Job status (database time {when(report.now)})", title_justify="left")
-    for column in ("job", "last", "period", "started", "duration", "error / reason", "running"):
-        table.add_column(column, overflow="fold")
+    for column in ("job", "last", "period", "started", "duration"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("error / reason", overflow="fold")
+    table.add_column("running now", overflow="fold")
     for state in report.jobs:
         last = state.last
         name = state.job_type
@@ -90,8 +92,8 @@ def status_table(report: StatusReport, registered: set[str]) -> Table:
         if state.running is not None:
             run = state.running
             running = (
-                f"execution {run.id} on {run.owner or 'unknown'}, for {seconds(run.duration_s)}, "
-                f"heartbeat {seconds(run.heartbeat_age_s)} ago"
+                f"execution {run.id} on {run.owner or 'unknown'} for {seconds(run.duration_s)}, "
+                f"last heartbeat {seconds(run.heartbeat_age_s)} ago"
             )
         if last is None:
             table.add_row(name, Text("never run", style="dim"), "", "", "", "", running)
@@ -155,10 +157,7 @@ def checks_table(results: Sequence[CheckResult]) -> Table:
 
 
 def nightly_table(report: NightlyReport) -> Table:
-    run = f", flow run {report.flow_run_id}" if report.flow_run_id else ""
-    table = Table(
-        title=f"Nightly run for period {report.period.isoformat()}{run}", title_justify="left"
-    )
+    table = Table(title=f"Nightly run for {report.period.isoformat()}", title_justify="left")
     for column in ("job", "status", "duration", "error / reason", "execution"):
         table.add_column(column, overflow="fold")
     for outcome in report.outcomes:

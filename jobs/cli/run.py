@@ -41,10 +41,12 @@ def nightly(period: PeriodOption = None) -> None:
     counts = {status: 0 for status in Status}
     for outcome in report.outcomes:
         counts[Status(outcome.status)] += 1
-    summary = ", ".join(
-        f"{counts[s]} {s.value.lower()}" for s in (Status.SUCCESS, Status.SKIPPED, Status.FAILURE)
+    summary = (
+        f"{counts[Status.SUCCESS]} succeeded, {counts[Status.SKIPPED]} skipped, "
+        f"{counts[Status.FAILURE]} failed"
     )
-    typer.echo(f"period {report.period.isoformat()}: {summary}")
+    run = f" (flow run {report.flow_run_id})" if report.flow_run_id else ""
+    typer.echo(f"period {report.period.isoformat()}: {summary}{run}")
     if report.failed:
         raise typer.Exit(ExitCode.FAILED)
 

@@ -46,6 +46,7 @@ def plan_new_job(
     once_per_period: bool = False,
 ) -> NewJob:
     """Validate everything and compute every file's new content; writes nothing."""
+    names.check_name_syntax(name)  # a bad name is reported even outside a project
     project = read_project(find_root(start))
     names.validate_name(name, project)
     upstream = names.validate_depends_on(name, names.parse_depends_on(depends_on), project)

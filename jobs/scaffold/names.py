@@ -18,8 +18,8 @@ MAX_NAME_LENGTH = min(JOB_TYPE_LENGTH, 60)
 MAX_DESCRIPTION_LENGTH = 500
 
 
-def validate_name(name: str, project: Project) -> str:
-    """A new job's name: a free, lowercase Python identifier that shadows nothing."""
+def check_name_syntax(name: str) -> str:
+    """A new job's name on its own: a lowercase Python identifier that shadows nothing."""
     shown = name[:80]
     if not name or name != name.strip():
         raise ScaffoldError(
@@ -44,6 +44,12 @@ def validate_name(name: str, project: Project) -> str:
         raise ScaffoldError(
             f"job name {name!r} would shadow the Python builtin {name!r}: pick another name"
         )
+    return name
+
+
+def validate_name(name: str, project: Project) -> str:
+    """A new job's name in this project: valid, and not taken by anything."""
+    check_name_syntax(name)
     if any(name in (job.job_type, job.module) for job in project.jobs):
         raise ScaffoldError(f"job {name!r} already exists: pick another name (see `jobctl list`)")
     if name in project.members.values() or name.upper() in project.members:

@@ -1,0 +1,102 @@
+"""Fixtures for `jobctl` tests: the CLI in-process (typer's CliRunner), as a real subprocess,
+and the app database wired in through DATABASE_URL as a user would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import URL
+from typer.testing import CliRunner, Result
+
+from jobs.cli import app
+from jobs.engines import dispose_engines
+from jobs.settings import get_settings
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SUBPROCESS_TIMEOUT_S = 240
+Invoke = Callable[..., Result]
+
+
+def url_text(url: URL) -> str:
+    return url.render_as_string(hide_password=False)
+
+
+@pytest.fixture
+def cli() -> Iterator[Invoke]:
+    """``cli("status", "--json")`` runs jobctl in this process, stdout and stderr apart."""
+    runner = CliRunner()
+
+    def invoke(*args: str) -> Result:
+        return runner.invoke(app, list(args), prog_name="jobctl")
+
+    yield invoke
+    # Commands that run jobs keep a process-wide engine and settings: the next test may point
+    # DATABASE_URL elsewhere.
+    get_settings.cache_clear()
+    dispose_engines()
+
+
+@pytest.fixture
+def app_db(db_url: URL, clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> URL:
+    """DATABASE_URL set to this test's fresh migrated database (PostgreSQL or SQLite)."""
+    monkeypatch.setenv("DATABASE_URL", url_text(db_url))
+    get_settings.cache_clear()
+    return db_url
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """The environment of a child jobctl: this one minus project settings, plus ``extra``."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.endswith("_ENABLED")
+        and k
+        not in {
+            "DATABASE_URL",
+            "STALE_JOB_THRESHOLD_MS",
+            "JOB_HEARTBEAT_INTERVAL_MS",
+            "SYNC_CRON_SCHEDULE",
+            "SYNC_CRON_TIMEZONE",
+            "MAX_PARALLEL_JOBS",
+            "PYTHONPATH",
+        }
+    }
+    env.update(extra)
+    return env
+
+
+def jobctl_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "jobs", *args]
+
+
+def run_jobctl(
+    *args: str, cwd: Path, env: dict[str, str], timeout: float = SUBPROCESS_TIMEOUT_S
+) -> subprocess.CompletedProcess[str]:
+    """jobctl as a real process (exit codes, stderr, no traceback), every wait bounded."""
+    return subprocess.run(
+        jobctl_command(*args),
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[str]:
+    """One Prefect API for the session (a local server on a temporary database); its URL is
+    also handed to child jobctl processes so they do not each start a server."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness():
+        url = PREFECT_API_URL.value()
+        assert url, "the Prefect test harness did not set PREFECT_API_URL"
+        yield str(url)
