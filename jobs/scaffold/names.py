@@ -13,8 +13,9 @@ from jobs.models import JOB_TYPE_LENGTH
 from jobs.scaffold.project import Project
 
 _IDENTIFIER = re.compile(r"[a-z][a-z0-9_]*")
-# A module, a function, a test file and a JobType member are named after the job: keep them short.
-MAX_NAME_LENGTH = min(JOB_TYPE_LENGTH, 60)
+# A module, a function, a test and a JobType member are named after the job; at this length every
+# generated line (``from jobs.catalog.<name> import <name>`` is the longest) fits in 100 columns.
+MAX_NAME_LENGTH = min(JOB_TYPE_LENGTH, 37)
 MAX_DESCRIPTION_LENGTH = 500
 
 

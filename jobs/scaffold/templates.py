@@ -10,9 +10,10 @@ LINE_LENGTH = 100
 JOB_MODULE = Template('''\
 """The `$name` job (created by `jobctl new`).
 
-Write the job's logic between the marked lines of `$name` below. Around it, the framework checks
-$flag, takes the job's lock, records the outcome in job_execution and in Prefect, and
-commits `ctx.session` when the function returns (or rolls it back if it raises).
+Write the job's logic between the marked lines of the function below. Around it, the framework
+checks the job's enable flag, takes the job's lock, records the outcome in job_execution and in
+Prefect, and commits `ctx.session` when the function returns (rolls it back if it raises).
+Enable flag: $flag (unset means enabled).
 """
 
 from __future__ import annotations
@@ -30,35 +31,53 @@ $description_constant
 )
 def $name(ctx: JobContext) -> None:
     # >>> your job logic starts here >>>
-    # ctx.session: SQLAlchemy session on the app database (raise to record FAILURE with the error)
-    # ctx.period: the date this run is for; ctx.logger: logs "[$name] ..." through Prefect
+    # ctx.session: SQLAlchemy session on the app database (raise to record FAILURE)
+    # ctx.period: the date this run is for
+    # ctx.logger: logs with the job's name as prefix, through Prefect's run logger
     # ctx.still_held(): False once the lock was lost (check it in long loops, then stop)
     ctx.logger.info("nothing to do yet for period %s", ctx.period.isoformat())
     # <<< your job logic ends here <<<
 ''')
 
 TEST_MODULE = Template('''\
-"""The `$name` job runs through Prefect, with its lock, on a real database (created by
-`jobctl new`). Add assertions about what the job does at the marked line."""
+"""Test of the `$name` job (created by `jobctl new`).
+
+It runs through Prefect, with its lock, on a real database (PostgreSQL and SQLite) and must end
+SUCCESS. Add assertions about what the job did at the marked line.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import URL
 
+from flows.nightly import run_job
 from jobs.database import make_engine
+from jobs.engines import dispose_engines
 from jobs.models import JobExecution, Status
-from tests.jobs.runner import run_job_on
+from jobs.settings import get_settings
 
 PERIOD = date(2026, 1, 15)
 
 
-def test_${name}_succeeds(db_url: URL) -> None:
-    outcome = run_job_on(db_url, "$name", period=PERIOD)
+@pytest.fixture
+def app_database(db_url: URL, monkeypatch: pytest.MonkeyPatch) -> Iterator[URL]:
+    """DATABASE_URL names this test's fresh, migrated database, as it would in production."""
+    monkeypatch.setenv("DATABASE_URL", db_url.render_as_string(hide_password=False))
+    get_settings.cache_clear()
+    yield db_url
+    get_settings.cache_clear()
+    dispose_engines()
+
+
+def test_${name}_succeeds(app_database: URL) -> None:
+    outcome = run_job("$name", period=PERIOD)
     assert outcome.status == Status.SUCCESS, outcome.reason
-    engine = make_engine(db_url)
+    engine = make_engine(app_database)
     try:
         with engine.connect() as conn:
             row = conn.execute(
@@ -66,8 +85,8 @@ def test_${name}_succeeds(db_url: URL) -> None:
                     JobExecution.id == outcome.execution_id
                 )
             ).one()
-        assert (row.status, row.period) == (Status.SUCCESS, PERIOD)
-        # >>> assertions about what $name did go here >>>
+            assert (row.status, row.period) == (Status.SUCCESS, PERIOD)
+            # >>> assertions about what the job did go here (query through conn) >>>
     finally:
         engine.dispose()
 ''')

@@ -4,6 +4,7 @@ and the app database wired in through DATABASE_URL as a user would."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -20,6 +21,25 @@ from jobs.settings import get_settings
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SUBPROCESS_TIMEOUT_S = 240
 Invoke = Callable[..., Result]
+
+
+def copy_project(destination: Path) -> Path:
+    """A copy of this checkout's files (tracked, plus new ones not ignored), as a user's clone
+    would have them: no .venv, no caches, no databases."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        check=True,
+        timeout=60,
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        source = REPO_ROOT / name
+        if source.is_file():  # a deleted but still tracked file is skipped
+            target = destination / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    return destination
 
 
 def url_text(url: URL) -> str:
@@ -96,7 +116,8 @@ def prefect_api() -> Iterator[str]:
     from prefect.settings import PREFECT_API_URL
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness():
+    # Generous: a loaded CI machine (or a parallel suite) can take long to start the server.
+    with prefect_test_harness(server_startup_timeout=180):
         url = PREFECT_API_URL.value()
         assert url, "the Prefect test harness did not set PREFECT_API_URL"
         yield str(url)

@@ -3,6 +3,7 @@ insertions land where ruff wants them, and a failing write restores every file."
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from jobs.scaffold import create_job, plan_new_job
 from jobs.scaffold.edits import insert_catalog_import
 from jobs.scaffold.files import apply_changes
 from jobs.scaffold.project import IMPORTS_MARKER, find_root
+from tests.cli.conftest import copy_project
 
 JOB_TYPES = '''\
 """Job types."""
@@ -121,7 +123,7 @@ def test_plan_edits_every_file_in_place(project: Path) -> None:
     assert "JobType.AUDIT_LOG," in module and "depends_on=[JobType.DAILY_ROLLUP]," in module
     assert "once_per_period=True," in module and "def audit_log(ctx: JobContext)" in module
     assert ">>> your job logic starts here >>>" in module
-    assert 'run_job_on(db_url, "audit_log"' in texts["tests/jobs/test_audit_log.py"]
+    assert 'run_job("audit_log", period=PERIOD)' in texts["tests/jobs/test_audit_log.py"]
 
 
 @pytest.mark.parametrize(
@@ -141,7 +143,7 @@ def test_plan_edits_every_file_in_place(project: Path) -> None:
         ("list", None, None, "shadow the Python builtin"),
         ("import_events", None, None, "already exists"),
         ("registry", None, None, "clashes with a name in jobs/catalog/__init__.py"),
-        ("x" * 61, None, None, "characters long"),
+        ("x" * 38, None, None, "characters long"),
         ("new_job", "nope", None, "unknown job 'nope'"),
         ("new_job", "new_job", None, "cannot depend on itself"),
         ("new_job", "import_events,import_events", None, "twice"),
@@ -259,3 +261,36 @@ def test_catalog_imports_are_inserted_in_ruff_order(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_generated_files_are_ruff_clean_even_at_the_limits(tmp_path: Path) -> None:
+    """The longest allowed name, long dependency lists and an awkward description still give
+    files that ruff and ruff format accept unchanged (the full copy test also runs mypy)."""
+    project = copy_project(tmp_path / "copy")
+    longest = "j" * 36 + "z"
+    description = 'He said "it\'s done" \u2013 caf\u00e9 \U0001f600 ' * 12
+    create_job(project, "a" * 37, description="short")
+    create_job(project, "b" * 37, depends_on="import_events,daily_rollup," + "a" * 37)
+    create_job(
+        project,
+        longest,
+        depends_on=",".join(["import_events", "daily_rollup", "a" * 37, "b" * 37]),
+        description=description,
+        once_per_period=True,
+    )
+    for args in (["check", "--no-cache"], ["format", "--check", "--no-cache"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "ruff", *args, "."],
+            cwd=project,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+    module = ast.parse((project / "jobs" / "catalog" / f"{longest}.py").read_text())
+    constant = next(
+        node.value
+        for node in module.body
+        if isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == "DESCRIPTION"
+    )
+    assert ast.literal_eval(constant) == description.strip()
