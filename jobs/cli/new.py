@@ -53,19 +53,25 @@ def new(
         once_per_period=once_per_period,
     )
     typer.echo(f"created job {job.name!r} in {job.project.root}:")
-    for action, path in job.files:
-        typer.echo(f"  {action:<8} {path}")
+    width = max(len(path) for _, path, _ in job.files)
+    for action, path, note in job.files:
+        typer.echo(f"  {action:<9}{path:<{width}}  {note}".rstrip())
     typer.echo(
         "no migration: a new job type needs no database entry (its job_lock row is created on "
-        "its first run). If the job needs tables of its own, add models to jobs/app_models.py, "
-        'then `alembic revision --autogenerate -m "<name> tables"` and `alembic upgrade head`.'
+        "its first run).\n  If the job needs tables of its own: add models to jobs/app_models.py, "
+        f'then\n  alembic revision --autogenerate -m "{name} tables" && alembic upgrade head'
     )
+    steps = [
+        (f"$EDITOR jobs/catalog/{name}.py", "write the logic between the markers"),
+        (
+            f"make pytest PYTEST_ARGS=tests/jobs/test_{name}.py",
+            "its test, on PostgreSQL and SQLite",
+        ),
+        ("jobctl list", "where it runs in the order"),
+        (f"jobctl run {name}", "run it once now (through Prefect, with the lock)"),
+        ("jobctl nightly", "run every job, in dependency order"),
+    ]
+    width = max(len(command) for command, _ in steps)
     typer.echo("next:")
-    for step in (
-        f"edit jobs/catalog/{name}.py between the '>>> your job logic' markers",
-        f".venv/bin/pytest tests/jobs/test_{name}.py   # runs it through Prefect, expects SUCCESS",
-        "jobctl list                                  # the job, in run order",
-        f"jobctl run {name}                          # run it once now",
-        "jobctl nightly                               # run every job in dependency order",
-    ):
-        typer.echo(f"  {step}")
+    for command, why in steps:
+        typer.echo(f"  {command:<{width}}  # {why}")

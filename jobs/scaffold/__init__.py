@@ -27,12 +27,17 @@ class NewJob:
     name: str
     project: Project
     changes: list[FileChange]
+    notes: dict[Path, str]
 
     @property
-    def files(self) -> list[tuple[str, str]]:
-        """(``created`` | ``modified``, path relative to the project root), in writing order."""
+    def files(self) -> list[tuple[str, str, str]]:
+        """(``created`` | ``modified``, path relative to the project root, what it is for)."""
         return [
-            ("created" if c.created else "modified", self.project.relative(c.path))
+            (
+                "created" if c.created else "modified",
+                self.project.relative(c.path),
+                self.notes.get(c.path, ""),
+            )
             for c in self.changes
         ]
 
@@ -81,18 +86,24 @@ def plan_new_job(
         text,
         once_per_period=once_per_period,
     )
+    job_module = project.catalog_dir / f"{name}.py"
+    test_module = project.tests_dir / f"test_{name}.py"
     changes = [
         planned_edit(job_types, types_text),
-        planned_file(project.catalog_dir / f"{name}.py", module),
+        planned_file(job_module, module),
         planned_edit(init, init_text),
     ]
     tests_init = project.tests_dir / "__init__.py"
     if not tests_init.exists():
         changes.append(planned_file(tests_init, templates.TESTS_PACKAGE))
-    changes.append(
-        planned_file(project.tests_dir / f"test_{name}.py", templates.render_test_module(name))
-    )
-    return NewJob(name=name, project=project, changes=changes)
+    changes.append(planned_file(test_module, templates.render_test_module(name)))
+    notes = {
+        job_types: f"JobType.{member}",
+        job_module: "the job: write its logic between the markers",
+        init: "registered: import and JOBS entry (runs last among ties)",
+        test_module: "runs it through Prefect on PostgreSQL and SQLite, expects SUCCESS",
+    }
+    return NewJob(name=name, project=project, changes=changes, notes=notes)
 
 
 def create_job(

@@ -81,11 +81,13 @@ def test_new_writes_and_lists_every_file_then_the_next_commands(
         ("modified", "jobs/catalog/__init__.py"),
         ("created", f"tests/jobs/test_{JOB}.py"),
     ]
+    listed = [line.split()[:2] for line in out.splitlines() if line.startswith("  ")]
     for action, path in written:
-        assert f"{action:<8} {path}" in out
+        assert [action, path] in listed
         assert (copy / path).is_file()
     assert "no migration: a new job type needs no database entry" in out
-    assert f"jobctl run {JOB}" in out and f"tests/jobs/test_{JOB}.py" in out
+    assert f"jobctl run {JOB}" in out
+    assert f"make pytest PYTEST_ARGS=tests/jobs/test_{JOB}.py" in out
     assert (
         f'{JOB.upper()} = "{JOB}"\n    # <jobctl:job-types>'
         in (copy / "jobs" / "job_types.py").read_text()
