@@ -48,36 +48,23 @@ SUCCESS. Add assertions about what the job did at the marked line.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date
 
-import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import URL
 
 from flows.nightly import run_job
 from jobs.database import make_engine
-from jobs.engines import dispose_engines
 from jobs.models import JobExecution, Status
-from jobs.settings import get_settings
 
 PERIOD = date(2026, 1, 15)
 
 
-@pytest.fixture
-def app_database(db_url: URL, monkeypatch: pytest.MonkeyPatch) -> Iterator[URL]:
-    """DATABASE_URL names this test's fresh, migrated database, as it would in production."""
-    monkeypatch.setenv("DATABASE_URL", db_url.render_as_string(hide_password=False))
-    get_settings.cache_clear()
-    yield db_url
-    get_settings.cache_clear()
-    dispose_engines()
-
-
-def test_${name}_succeeds(app_database: URL) -> None:
+def test_${name}_succeeds(job_env: URL) -> None:
+    # job_env (tests/conftest.py): DATABASE_URL is this test's fresh database, Prefect a test server
     outcome = run_job("$name", period=PERIOD)
     assert outcome.status == Status.SUCCESS, outcome.reason
-    engine = make_engine(app_database)
+    engine = make_engine(job_env)
     try:
         with engine.connect() as conn:
             row = conn.execute(

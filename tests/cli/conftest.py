@@ -110,14 +110,11 @@ def run_jobctl(
 
 
 @pytest.fixture(scope="session")
-def prefect_api() -> Iterator[str]:
-    """One Prefect API for the session (a local server on a temporary database); its URL is
-    also handed to child jobctl processes so they do not each start a server."""
+def prefect_api(prefect_harness: None) -> str:
+    """The URL of the session's Prefect test server, for child jobctl processes: they use it
+    instead of each starting a server of their own."""
     from prefect.settings import PREFECT_API_URL
-    from prefect.testing.utilities import prefect_test_harness
 
-    # Generous: a loaded CI machine (or a parallel suite) can take long to start the server.
-    with prefect_test_harness(server_startup_timeout=180):
-        url = PREFECT_API_URL.value()
-        assert url, "the Prefect test harness did not set PREFECT_API_URL"
-        yield str(url)
+    url = PREFECT_API_URL.value()
+    assert url, "the Prefect test harness did not set PREFECT_API_URL"
+    return str(url)

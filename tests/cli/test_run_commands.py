@@ -11,7 +11,6 @@ from sqlalchemy.engine import URL
 
 from tests.cli.conftest import Invoke
 
-pytestmark = pytest.mark.usefixtures("prefect_api")
 PERIOD = "2026-11-20"
 
 
@@ -20,7 +19,7 @@ def statuses(cli: Invoke, *args: str) -> list[tuple[str, str, str | None]]:
     return [(r["job_type"], r["status"], r["message"]) for r in rows]
 
 
-def test_run_prints_success_then_skips_then_force_runs(cli: Invoke, app_db: URL) -> None:
+def test_run_prints_success_then_skips_then_force_runs(cli: Invoke, job_env: URL) -> None:
     first = cli("run", "import_events", "--period", PERIOD)
     assert first.exit_code == 0, first.output
     assert first.stdout.splitlines()[0] == "SUCCESS"
@@ -36,7 +35,7 @@ def test_run_prints_success_then_skips_then_force_runs(cli: Invoke, app_db: URL)
 
 
 def test_run_failure_exits_1_with_the_error(
-    cli: Invoke, app_db: URL, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    cli: Invoke, job_env: URL, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("IMPORT_EVENTS_SOURCE", str(tmp_path / "empty-feed"))
     result = cli("run", "import_events", "--period", PERIOD)
@@ -46,7 +45,7 @@ def test_run_failure_exits_1_with_the_error(
     assert statuses(cli, "import_events")[0][1] == "FAILURE"
 
 
-def test_run_refuses_unknown_job_and_bad_period(cli: Invoke, app_db: URL) -> None:
+def test_run_refuses_unknown_job_and_bad_period(cli: Invoke, job_env: URL) -> None:
     unknown = cli("run", "import_event")
     assert unknown.exit_code == 3
     assert "unknown job 'import_event'" in unknown.stderr
@@ -56,7 +55,7 @@ def test_run_refuses_unknown_job_and_bad_period(cli: Invoke, app_db: URL) -> Non
     assert statuses(cli) == []  # nothing ran
 
 
-def test_nightly_runs_every_job_and_prints_a_summary(cli: Invoke, app_db: URL) -> None:
+def test_nightly_runs_every_job_and_prints_a_summary(cli: Invoke, job_env: URL) -> None:
     result = cli("nightly", "--period", PERIOD)
     assert result.exit_code == 0, result.output
     out = result.stdout
@@ -67,7 +66,7 @@ def test_nightly_runs_every_job_and_prints_a_summary(cli: Invoke, app_db: URL) -
 
 
 def test_nightly_exits_1_when_a_job_failed(
-    cli: Invoke, app_db: URL, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    cli: Invoke, job_env: URL, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("IMPORT_EVENTS_SOURCE", str(tmp_path / "empty-feed"))
     result = cli("nightly", "--period", PERIOD)
