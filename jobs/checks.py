@@ -141,8 +141,11 @@ def run_checks(load_registry: Callable[[], Registry]) -> list[CheckResult]:
     try:
         registry = load_registry()
     except Exception as err:  # noqa: BLE001 - a broken job module is a FAIL line, not a traceback
-        why = err.message if isinstance(err, JobsError) else f"{type(err).__name__}: {err}"
-        results.append(_fail("jobs", f"the job catalog does not import: {why}"))
+        if isinstance(err, JobsError):
+            results.append(_fail("jobs", err.message))
+        else:
+            why = f"{type(err).__name__}: {err}"
+            results.append(_fail("jobs", f"the job catalog does not import: {why}"))
     if registry is not None:
         try:
             order = [spec.job_type for spec in registry.ordered()]

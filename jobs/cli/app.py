@@ -12,10 +12,9 @@ from typer.core import TyperGroup
 from jobs.cli import operate, run
 from jobs.cli.exit_codes import ExitCode, exit_code_for
 from jobs.cli.new import new
+from jobs.cli.runtime import DEBUG_ENV
 from jobs.errors import JobsError
 from jobs.settings import mask_url
-
-DEBUG_ENV = "JOBCTL_DEBUG"
 
 
 def _fail(message: str, code: ExitCode) -> typer.Exit:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -10,16 +11,33 @@ from sqlalchemy import Engine
 
 from jobs import schema
 from jobs.database import engine_from_settings
+from jobs.errors import ConfigurationError, JobsError
 from jobs.registry import Registry
 from jobs.settings import Settings, load_settings, validate_enabled_flags
 
+DEBUG_ENV = "JOBCTL_DEBUG"
+
 
 def load_registry() -> Registry:
-    """The registered jobs (``jobs/catalog/__init__.py``); importing it needs no database."""
-    # Imported on use: the catalog pulls in Prefect, which `jobctl new` and `--help` never need.
-    from jobs.catalog import registry  # noqa: PLC0415
+    """The registered jobs (``jobs/catalog/__init__.py``); importing it needs no database.
 
-    return registry()
+    A job module that does not import (a typo in a job being written) is a one-line
+    ConfigurationError naming it, unless JOBCTL_DEBUG asks for the traceback.
+    """
+    try:
+        # Imported on use: the catalog pulls in Prefect, which `new` and `--help` never need.
+        from jobs.catalog import registry  # noqa: PLC0415
+
+        return registry()
+    except JobsError:
+        raise
+    except Exception as err:
+        if os.environ.get(DEBUG_ENV):
+            raise
+        raise ConfigurationError(
+            f"the job catalog does not import: {type(err).__name__}: {err} "
+            f"(fix that job module; {DEBUG_ENV}=1 shows the traceback)"
+        ) from err
 
 
 @dataclass(frozen=True)

@@ -208,3 +208,21 @@ def test_unmigrated_postgresql_is_one_line_with_the_fix(
         dbtools.drop_pg_database(url)
     assert result.exit_code == 4
     assert "run `alembic upgrade head`" in one_error_line(result.stderr)
+
+
+def test_a_job_removed_from_the_catalog_stays_visible(
+    cli: Invoke, app_db: URL, engine: Engine
+) -> None:
+    record_outcome(engine, "retired_job", Status.FAILURE, "RuntimeError: last words")
+    stuck = hold(engine, "retired_job")
+    try:
+        status = json.loads(cli("status", "--json").stdout)
+        history = cli("history", "retired_job", "--json")
+        released = cli("unlock", "retired_job", "--reason", "job was removed")
+    finally:
+        stuck.lease.succeed()
+    retired = next(job for job in status["jobs"] if job["job_type"] == "retired_job")
+    assert retired["registered"] is False and retired["running"]["id"] == stuck.execution.id
+    assert [e["status"] for e in json.loads(history.stdout)["executions"]] == ["RUNNING", "FAILURE"]
+    assert released.exit_code == 0
+    assert "note: 'retired_job' is not a registered job" in released.stdout

@@ -18,6 +18,7 @@ from sqlalchemy.engine import URL
 
 from tests.cli.conftest import (
     REPO_ROOT,
+    Invoke,
     copy_project,
     run_jobctl,
     subprocess_env,
@@ -154,3 +155,43 @@ def test_new_job_is_listed_in_order_and_runs_nightly(
     line = next(line for line in nightly.stdout.splitlines() if f" {JOB} " in line)
     assert "SUCCESS" in line
     assert "4 succeeded, 0 skipped, 0 failed" in nightly.stdout
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and ".mypy_cache" not in p.parts and "__pycache__" not in p.parts
+    }
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["Audit"], "not a lowercase identifier"),
+        (["jobs/catalog/x"], "looks like a path"),
+        (["../x"], "looks like a path"),
+        (["lambda"], "Python keyword"),
+        ([JOB], "already exists"),
+        (["daily_rollup"], "already exists"),
+        (["later", "--depends-on", "nope"], "unknown job 'nope'"),
+        (["later", "--depends-on", "later"], "cannot depend on itself"),
+        (["later", "--depends-on", "import_events,,daily_rollup"], "empty entry"),
+        (["later", "--description", "two\nlines"], "one line"),
+    ],
+)
+def test_refused_new_changes_nothing_in_the_project(
+    scaffolded: tuple[Path, str],
+    cli: Invoke,
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    says: str,
+) -> None:
+    copy, _ = scaffolded
+    before = snapshot(copy)
+    monkeypatch.chdir(copy / "jobs" / "catalog")
+    result = cli("new", *args)
+    assert result.exit_code == 6, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], lines
+    assert snapshot(copy) == before

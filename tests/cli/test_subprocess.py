@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import URL
 
-from tests.cli.conftest import run_jobctl, subprocess_env, url_text
+from tests.cli.conftest import copy_project, run_jobctl, subprocess_env, url_text
 
 SECRET = "s3cret-Pa55"
 UNREACHABLE = f"postgresql://app:{SECRET}@127.0.0.1:1/app"
@@ -62,3 +62,19 @@ def test_console_script_and_module_are_the_same_cli(tmp_path: Path) -> None:
     usage = run_jobctl("status", "--bogus", cwd=tmp_path, env=subprocess_env())
     assert usage.returncode == 2 and "No such option" in usage.stderr
     assert "Traceback" not in usage.stderr
+
+
+def test_a_job_module_that_does_not_import_is_one_line(tmp_path: Path) -> None:
+    copy = copy_project(tmp_path / "copy")
+    broken = copy / "jobs" / "catalog" / "purge_expired.py"
+    broken.write_text(broken.read_text() + '\nraise RuntimeError("half-written job")\n')
+    env = subprocess_env(PYTHONPATH=str(copy))
+    listed = run_jobctl("list", cwd=copy, env=env)
+    assert_one_clean_line(
+        listed, code=3, says="the job catalog does not import: RuntimeError: half-written job"
+    )
+    checked = run_jobctl("check", cwd=copy, env=env)
+    assert checked.returncode == 1
+    assert "half-written job" in checked.stdout and "Traceback" not in checked.stderr
+    debug = run_jobctl("list", cwd=copy, env={**env, "JOBCTL_DEBUG": "1"})
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
