@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -13,14 +12,6 @@ from jobs.cli import render
 from jobs.cli.exit_codes import ExitCode
 from jobs.cli.runtime import load_registry, load_runtime, open_database
 from jobs.models import Status
-
-
-class StatusChoice(StrEnum):
-    RUNNING = "RUNNING"
-    SUCCESS = "SUCCESS"
-    FAILURE = "FAILURE"
-    SKIPPED = "SKIPPED"
-
 
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")
@@ -86,7 +77,7 @@ def history(
         ),
     ] = 20,
     status_filter: Annotated[
-        StatusChoice | None,
+        Status | None,
         typer.Option(
             "--status",
             "-s",
@@ -110,7 +101,7 @@ def history(
             engine,
             name,
             limit=limit,
-            status=Status(status_filter.value) if status_filter is not None else None,
+            status=status_filter,
         )
     rows = report.executions
     # An unregistered name may still have rows (a job removed from the catalog): show them.
