@@ -59,7 +59,8 @@ app = typer.Typer(
         "and see and fix what they did.\n\n"
         "Exit codes: 0 ok, 1 a job or check failed, 2 bad command line, 3 configuration "
         "(settings, unknown job, dependency cycle), 4 database unreachable or not migrated, "
-        "5 nothing to unlock, 6 `new` refused (nothing written)."
+        "5 nothing to unlock, 6 `new` refused (nothing written), 70 unexpected error "
+        f"({DEBUG_ENV}=1 shows the traceback), 130 interrupted."
     ),
     no_args_is_help=True,
     rich_markup_mode="markdown",

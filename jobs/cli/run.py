@@ -45,8 +45,8 @@ def nightly(period: PeriodOption = None) -> None:
         f"{counts[Status.SUCCESS]} succeeded, {counts[Status.SKIPPED]} skipped, "
         f"{counts[Status.FAILURE]} failed"
     )
-    run = f" (flow run {report.flow_run_id})" if report.flow_run_id else ""
-    typer.echo(f"period {report.period.isoformat()}: {summary}{run}")
+    where = f" (flow run {report.flow_run_id})" if report.flow_run_id else ""
+    typer.echo(f"period {report.period.isoformat()}: {summary}{where}")
     if report.failed:
         raise typer.Exit(ExitCode.FAILED)
 
