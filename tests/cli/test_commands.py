@@ -77,6 +77,12 @@ def test_bad_settings_stop_every_command_with_one_line(
     result = cli("status")
     assert result.exit_code == 3
     assert "STALE_JOB_THRESHOLD_MS must be a positive integer" in one_error_line(result.stderr)
+    monkeypatch.delenv("STALE_JOB_THRESHOLD_MS")
+    monkeypatch.setenv("DATABASE_URL", "mysql://root:hunter2@db/app")
+    result = cli("status")
+    assert result.exit_code == 3
+    line = one_error_line(result.stderr)
+    assert "unsupported driver 'mysql'" in line and "hunter2" not in line
 
 
 def test_check_passes_on_a_migrated_database(cli: Invoke, app_db: URL) -> None:
