@@ -34,7 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     keys = [k.strip() for k in args.only.split(",") if k.strip()] or list(MEASUREMENTS)
     unknown = [k for k in keys if k not in MEASUREMENTS]
     if unknown:
-        parser.error(f"unknown measurement(s) {', '.join(unknown)}: choose from {list(MEASUREMENTS)}")
+        parser.error(
+            f"unknown measurement(s) {', '.join(unknown)}: choose from {list(MEASUREMENTS)}"
+        )
     ctx = Context.make(args.quick)
     env = environment(dbs.admin_url())
     env["quick"] = ctx.quick

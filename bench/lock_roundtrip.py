@@ -9,6 +9,9 @@ same process against the same database, interleaved in blocks so machine noise h
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import psycopg
 from sqlalchemy import Engine, func, select
 from sqlalchemy.engine import URL
@@ -98,9 +101,9 @@ def run(ctx: Context) -> list[Row]:
     with dbs.pg_database() as url, dbs.engine_for(url) as engine:
         floor = Floor(url)
         try:
-            contenders = {
+            contenders: dict[str, Callable[[], object]] = {
                 "floor": floor,
-                "ours": lambda: lock_cycle(engine, OURS, policy),
+                "ours": partial(lock_cycle, engine, OURS, policy),
             }
             interleave(contenders, ctx.warmup)
             samples = interleave(contenders, ctx.iterations)
@@ -121,7 +124,7 @@ def run(ctx: Context) -> list[Row]:
         )
     )
     with dbs.sqlite_database() as url, dbs.engine_for(url) as engine:
-        contenders = {"sqlite": lambda: lock_cycle(engine, OURS, policy)}
+        contenders = {"sqlite": partial(lock_cycle, engine, OURS, policy)}
         interleave(contenders, ctx.warmup)
         lite = summary(interleave(contenders, ctx.iterations)["sqlite"])
         check_all_succeeded(engine, OURS, total)

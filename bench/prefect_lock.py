@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 from bench import dbs
 from bench.context import Context
 from bench.prefect_server import client_environ, prefect_server
-from bench.report import BenchFailure, Row, check, fmt_ms
+from bench.report import BenchError, Row, check, fmt_ms
 from bench.stats import summary
 
 TARGET = 50.0
@@ -51,13 +51,16 @@ def run(ctx: Context) -> list[Row]:
             check=False,
         )
         if done.returncode != 0:
-            raise BenchFailure(f"measurement 2 child failed: {done.stderr.strip()[-2000:]}")
+            raise BenchError(f"measurement 2 child failed: {done.stderr.strip()[-2000:]}")
         samples = json.loads(done.stdout.strip().splitlines()[-1])
     ours, theirs = summary(samples["ours"]), summary(samples["prefect"])
     return [
         Row(
             key="2",
-            what=f"ours vs Prefect concurrency(strict) acquire+release (p50 / p99, n={ctx.iterations})",
+            what=(
+                "ours vs Prefect concurrency(strict) acquire+release "
+                f"(p50 / p99, n={ctx.iterations})"
+            ),
             result=f"{fmt_ms(ours['p50'])} / {fmt_ms(ours['p99'])}",
             reference=f"Prefect {fmt_ms(theirs['p50'])} / {fmt_ms(theirs['p99'])}",
             ratio=theirs["p50"] / ours["p50"],
@@ -90,7 +93,7 @@ def _child(url_text: str, iterations: int, warmup: int) -> None:
         with concurrency(name, occupy=1, strict=True):
             try:
                 with concurrency(name, occupy=1, strict=True, timeout_seconds=1):
-                    raise BenchFailure("Prefect concurrency granted a second slot of a limit of 1")
+                    raise BenchError("Prefect concurrency granted a second slot of a limit of 1")
             except TimeoutError:
                 pass
         first = acquire_job_lock(engine, OURS, policy=policy)

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 
 from bench import dbs
-from bench.report import BenchFailure
+from bench.report import BenchError
 
 START_TIMEOUT_S = 180.0
 PREFECT_BIN = Path(sys.executable).with_name("prefect")
@@ -49,14 +49,14 @@ def _wait_healthy(proc: subprocess.Popen[bytes], api_url: str, log: Path) -> Non
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise BenchFailure(f"prefect server exited with {proc.returncode}: {_tail(log)}")
+            raise BenchError(f"prefect server exited with {proc.returncode}: {_tail(log)}")
         try:
             if httpx.get(f"{api_url}/health", timeout=2.0).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.5)
-    raise BenchFailure(f"prefect server not healthy after {START_TIMEOUT_S:.0f}s: {_tail(log)}")
+    raise BenchError(f"prefect server not healthy after {START_TIMEOUT_S:.0f}s: {_tail(log)}")
 
 
 def _tail(log: Path) -> str:

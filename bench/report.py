@@ -19,14 +19,14 @@ from sqlalchemy.engine import URL
 from jobs.database import make_engine
 
 
-class BenchFailure(Exception):
+class BenchError(Exception):
     """A correctness check failed while measuring: the numbers of that run mean nothing."""
 
 
 def check(condition: bool, message: str) -> None:
     """Fail loudly (also under ``python -O``, unlike assert)."""
     if not condition:
-        raise BenchFailure(message)
+        raise BenchError(message)
 
 
 @dataclass
@@ -40,6 +40,7 @@ class Row:
     ratio: float | None = None
     target: float | None = None
     better: str = "lower"  # "lower": ratio ≤ target meets it; "higher": ratio ≥ target
+    unit: str = "x"  # "x" for ratios; "ms" when the target is an absolute latency
     status: str = ""  # met / MISSED / info / FAILED
     note: str = ""
     data: dict[str, Any] = field(default_factory=dict)
@@ -58,11 +59,14 @@ class Row:
     def target_text(self) -> str:
         if self.target is None:
             return ""
-        return f"{'≤' if self.better == 'lower' else '≥'} {self.target:g}×"
+        sign = "≤" if self.better == "lower" else "≥"
+        return f"{sign} {self.target:g} ms" if self.unit == "ms" else f"{sign} {self.target:g}x"
 
     @property
     def ratio_text(self) -> str:
-        return "" if self.ratio is None else f"{self.ratio:.2f}×"
+        if self.ratio is None:
+            return ""
+        return fmt_ms(self.ratio) if self.unit == "ms" else f"{self.ratio:.2f}x"
 
 
 def fmt_ms(value: float) -> str:
@@ -107,7 +111,7 @@ def environment(admin_url: URL) -> dict[str, Any]:
     }
 
 
-HEADER = ("#", "measurement", "result", "reference", "ratio", "target", "status")
+HEADER = ("#", "measurement", "result", "reference", "compared", "target", "status")
 
 
 def _cells(row: Row) -> tuple[str, ...]:

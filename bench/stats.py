@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 
 def percentile(samples: Sequence[float], q: float) -> float:
@@ -34,7 +34,7 @@ def timed_ms(fn: Callable[[], object]) -> float:
 
 
 def interleave(
-    contenders: dict[str, Callable[[], object]], iterations: int, block: int = 100
+    contenders: Mapping[str, Callable[[], object]], iterations: int, block: int = 100
 ) -> dict[str, list[float]]:
     """Run every contender ``iterations`` times in alternating blocks (the order flips each
     block), so that noise from other work on the machine lands on all of them alike."""
