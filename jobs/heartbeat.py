@@ -11,7 +11,7 @@ from sqlalchemy import Engine, exc, update
 
 from jobs.clock import db_now
 from jobs.database import describe_db_error
-from jobs.models import Status
+from jobs.models import Status, status_is
 from jobs.models import job_execution as _table
 
 log = logging.getLogger("jobs.heartbeat")
@@ -21,7 +21,7 @@ def beat(engine: Engine, execution_id: int) -> bool:
     """Refresh the heartbeat of a RUNNING row; False means the row is no longer ours to beat."""
     stmt = (
         update(_table)
-        .where(_table.c.id == execution_id, _table.c.status == Status.RUNNING)
+        .where(_table.c.id == execution_id, status_is(Status.RUNNING))
         .values(heartbeat_at=db_now())
     )
     with engine.begin() as conn:

@@ -17,7 +17,7 @@ from jobs.clock import db_now
 from jobs.database import describe_db_error
 from jobs.errors import LockLostError
 from jobs.heartbeat import Heartbeat
-from jobs.models import ERROR_MESSAGE_LIMIT, Status
+from jobs.models import ERROR_MESSAGE_LIMIT, Status, status_is
 from jobs.models import job_execution as _exec
 from jobs.settings import DEFAULT_STALE_MS
 
@@ -129,7 +129,7 @@ class Lease:
         message = clean_message(error) if error is not None else None
         stmt = (
             update(_exec)
-            .where(_exec.c.id == self.execution.id, _exec.c.status == Status.RUNNING)
+            .where(_exec.c.id == self.execution.id, status_is(Status.RUNNING))
             .values(status=status, completed_at=db_now(), error_message=message)
         )
         deadline = time.monotonic() + self.policy.finish_retry_s

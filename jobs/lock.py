@@ -33,7 +33,7 @@ from jobs.clock import db_now, is_stale
 from jobs.database import translated_errors
 from jobs.errors import ConfigurationError, PreCheckError
 from jobs.lease import Execution, Lease, LockPolicy, clean_message
-from jobs.models import JOB_TYPE_LENGTH, Status
+from jobs.models import JOB_TYPE_LENGTH, Status, status_is
 from jobs.models import job_execution as _exec
 from jobs.models import job_lock as _lock
 
@@ -103,7 +103,7 @@ def already_succeeded_for_period(ctx: PreCheckContext) -> str | None:
         .where(
             _exec.c.job_type == ctx.job_type,
             _exec.c.period == ctx.period,
-            _exec.c.status == Status.SUCCESS,
+            status_is(Status.SUCCESS),
         )
         .order_by(_exec.c.id.desc())
         .limit(1)
@@ -164,11 +164,7 @@ def _insert_running(
             *(literal(v, _exec.c[k].type) for k, v in values.items()),
             literal(Status.RUNNING.value, _exec.c.status.type),
             db_now(),
-        ).where(
-            ~exists().where(
-                _exec.c.job_type == values["job_type"], _exec.c.status == Status.RUNNING
-            )
-        )
+        ).where(~exists().where(_exec.c.job_type == values["job_type"], status_is(Status.RUNNING)))
         stmt = insert(_exec).from_select(cols, source).returning(*returning)
     else:
         stmt = (
@@ -198,7 +194,7 @@ def _blocking_run(conn: Connection, job_type: str, policy: LockPolicy) -> str | 
             last_beat.label("last_beat"),
             is_stale(last_beat, policy.stale_after_ms).label("stale"),
             db_now().label("now"),
-        ).where(_exec.c.job_type == job_type, _exec.c.status == Status.RUNNING)
+        ).where(_exec.c.job_type == job_type, status_is(Status.RUNNING))
     ).first()
     if running is None:
         return None
@@ -210,7 +206,7 @@ def _blocking_run(conn: Connection, job_type: str, policy: LockPolicy) -> str | 
         )
         conn.execute(
             update(_exec)
-            .where(_exec.c.id == running.id, _exec.c.status == Status.RUNNING)
+            .where(_exec.c.id == running.id, status_is(Status.RUNNING))
             .values(status=Status.FAILURE, completed_at=db_now(), error_message=message)
         )
         log.warning("[%s] reaped execution %d: %s", job_type, running.id, message)

@@ -9,6 +9,7 @@ from typing import cast
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    ColumnElement,
     Date,
     Index,
     Integer,
@@ -16,6 +17,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    literal_column,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -115,3 +117,14 @@ class JobExecution(Base):
 # the lock is a few round trips and must not pay for the ORM unit of work).
 job_execution = cast(Table, JobExecution.__table__)
 job_lock = cast(Table, JobLock.__table__)
+
+
+def status_is(status: Status) -> ColumnElement[bool]:
+    """``job_execution.status = 'RUNNING'`` (etc.) with the value written into the SQL.
+
+    Not a bind parameter: psycopg prepares a statement after a few executions, and PostgreSQL's
+    generic plan for ``status = $1`` cannot use the partial indexes (``WHERE status = 'RUNNING'``,
+    ``WHERE status = 'SUCCESS'``), so every acquisition would scan the job type's whole history
+    (measured: 124 ms instead of 3 ms at 1M rows, bench row 5). Status values are fixed identifiers.
+    """
+    return job_execution.c.status == literal_column(f"'{Status(status).value}'", String(16))
