@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from sqlalchemy import Engine, exc, update
+from sqlalchemy import Engine, bindparam, exc, update
 
 from jobs.clock import db_now
 from jobs.database import describe_db_error
@@ -26,15 +26,17 @@ from jobs.models import job_execution as _table
 log = logging.getLogger("jobs.heartbeat")
 
 
+_BEAT = (
+    update(_table)
+    .where(_table.c.id == bindparam("execution_id"), status_is(Status.RUNNING))
+    .values(heartbeat_at=db_now())
+)
+
+
 def beat(engine: Engine, execution_id: int) -> bool:
     """Refresh the heartbeat of a RUNNING row; False means the row is no longer ours to beat."""
-    stmt = (
-        update(_table)
-        .where(_table.c.id == execution_id, status_is(Status.RUNNING))
-        .values(heartbeat_at=db_now())
-    )
     with engine.begin() as conn:
-        return conn.execute(stmt).rowcount == 1
+        return conn.execute(_BEAT, {"execution_id": execution_id}).rowcount == 1
 
 
 class Heartbeat:

@@ -10,7 +10,7 @@ from datetime import date, datetime
 from types import TracebackType
 from typing import Literal, Self
 
-from sqlalchemy import Engine, exc, select, update
+from sqlalchemy import Engine, bindparam, exc, select, update
 
 from jobs import interrupts
 from jobs.clock import db_now
@@ -22,6 +22,13 @@ from jobs.models import job_execution as _exec
 from jobs.settings import DEFAULT_STALE_MS
 
 log = logging.getLogger("jobs.lease")
+# Fenced: only a row that is still this run's and RUNNING gets its final status. Built once, as the
+# lock's statements are (jobs/lock.py): building it on every finish cost more than its round trip.
+_FINISH = (
+    update(_exec)
+    .where(_exec.c.id == bindparam("execution_id"), status_is(Status.RUNNING))
+    .values(completed_at=db_now())
+)
 _RETRY_FIRST_S = 0.1
 _RETRY_MAX_S = 2.0
 
@@ -126,18 +133,17 @@ class Lease:
             return self._finished
 
     def _write_final(self, status: Status, error: str | None) -> FinishOutcome:
-        message = clean_message(error) if error is not None else None
-        stmt = (
-            update(_exec)
-            .where(_exec.c.id == self.execution.id, status_is(Status.RUNNING))
-            .values(status=status, completed_at=db_now(), error_message=message)
-        )
+        params = {
+            "execution_id": self.execution.id,
+            "status": status.value,
+            "error_message": clean_message(error) if error is not None else None,
+        }
         deadline = time.monotonic() + self.policy.finish_retry_s
         delay = _RETRY_FIRST_S
         while True:
             try:
                 with self.engine.begin() as conn:
-                    if conn.execute(stmt).rowcount == 1:
+                    if conn.execute(_FINISH, params).rowcount == 1:
                         return FinishOutcome(True, status)
                     now = conn.execute(
                         select(_exec.c.status, _exec.c.error_message).where(
