@@ -48,9 +48,7 @@ def test_connection_closed_by_the_server_is_replaced(pg_url: URL) -> None:
         assert counter.out == 0
 
 
-def test_connection_idle_too_long_is_pinged(
-    pg_url: URL, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_connection_idle_too_long_is_pinged(pg_url: URL, monkeypatch: pytest.MonkeyPatch) -> None:
     """A connection cut without the server saying so (a firewall, a network cut) is only found
     by a ping: pretend the socket looks fine and the connection has been idle long enough."""
     monkeypatch.setattr(database, "_server_hung_up", lambda _conn: False)
