@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import time
 import traceback
@@ -15,12 +16,14 @@ from bench import dbs
 from bench.context import Context
 from bench.report import Row, environment, render_text, write
 
-# key -> module with ``run(ctx) -> list[Row]``; one module per measurement.
+# key -> module with ``run(ctx) -> list[Row]``; one module per measurement. Run in this order
+# (the ones needing the Prefect server last, so that it does not run beside the others).
 MEASUREMENTS: dict[str, str] = {
     "1": "bench.lock_roundtrip",
-    "2": "bench.prefect_lock",
     "4": "bench.contention",
     "5": "bench.history",
+    "2": "bench.prefect_lock",
+    "3": "bench.task_overhead",
 }
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -42,6 +45,20 @@ def main(argv: list[str] | None = None) -> int:
     env["quick"] = ctx.quick
     rows: list[Row] = []
     failed = False
+    try:
+        failed = _run_all(keys, ctx, rows)
+    finally:
+        ctx.close()
+    env["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    rows.sort(key=lambda row: row.key)
+    print(render_text(rows, env))
+    as_json, as_md = write(rows, env, args.out)
+    print(f"\nwritten: {as_json} and {as_md}")
+    return 1 if failed else 0
+
+
+def _run_all(keys: list[str], ctx: Context, rows: list[Row]) -> bool:
+    failed = False
     for key in keys:
         started = time.monotonic()
         print(f"[bench] {key}: {MEASUREMENTS[key]} …", file=sys.stderr, flush=True)
@@ -56,11 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             row.data["seconds"] = round(time.monotonic() - started, 1)
         rows += new
         print(f"[bench] {key}: done in {time.monotonic() - started:.0f}s", file=sys.stderr)
-    env["load_average_at_end"] = [round(x, 2) for x in __import__("os").getloadavg()]
-    print(render_text(rows, env))
-    as_json, as_md = write(rows, env, args.out)
-    print(f"\nwritten: {as_json} and {as_md}")
-    return 1 if failed else 0
+    return failed
 
 
 if __name__ == "__main__":

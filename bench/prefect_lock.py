@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 
 from bench import dbs
 from bench.context import Context
-from bench.prefect_server import client_environ, prefect_server
+from bench.prefect_server import client_environ
 from bench.report import BenchError, Row, check, fmt_ms
 from bench.stats import summary
 
@@ -29,8 +29,8 @@ CHILD_TIMEOUT_S = 900
 
 
 def run(ctx: Context) -> list[Row]:
+    api_url = ctx.prefect_api()
     with (
-        prefect_server() as api_url,
         dbs.pg_database() as url,
         tempfile.TemporaryDirectory(prefix="jobs-bench-client-") as home,
     ):

@@ -1,0 +1,140 @@
+"""3. Prefect overhead: a flow of 200 locked no-op jobs vs the same flow of 200 plain tasks.
+
+One child process (a clean Prefect client pointing at the shared ``prefect server start``, the app
+database a fresh PostgreSQL database) runs both flows in alternation, a few times each. The locked
+flow is the product's nightly body (``flows.nightly.run_registry``) over 200 ``@background_job``
+no-ops. The plain flow calls 200 plain Prefect tasks in the same order, the same way (inline,
+``return_state=True``), with the same task options as the jobs (no cache policy, no persisted
+result) and the same summary artifact, so the difference is the jobs layer and its lock.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+from bench import dbs
+from bench.context import Context
+from bench.prefect_server import client_environ
+from bench.report import BenchError, Row, check
+
+if TYPE_CHECKING:
+    from prefect.client.schemas.objects import State
+
+JOBS = 200
+TARGET = 1.15
+PERIOD = date(2030, 1, 1)
+CHILD_TIMEOUT_S = 900
+
+
+def run(ctx: Context) -> list[Row]:
+    reps = 2 if ctx.quick else 4
+    api_url = ctx.prefect_api()
+    with (
+        dbs.pg_database() as url,
+        tempfile.TemporaryDirectory(prefix="jobs-bench-client-") as home,
+    ):
+        env = client_environ(api_url, Path(home))
+        env["DATABASE_URL"] = url.render_as_string(hide_password=False)
+        done = subprocess.run(
+            [sys.executable, "-m", "bench.task_overhead", str(reps)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=CHILD_TIMEOUT_S,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise BenchError(f"measurement 3 child failed: {done.stderr.strip()[-3000:]}")
+        samples = json.loads(done.stdout.strip().splitlines()[-1])
+    locked, plain = statistics.median(samples["locked"]), statistics.median(samples["plain"])
+    return [
+        Row(
+            key="3",
+            what=f"flow of {JOBS} locked no-op jobs vs {JOBS} plain tasks (median of {reps} runs)",
+            result=f"{locked:.2f} s ({locked / JOBS * 1000:.1f} ms/job)",
+            reference=f"plain {plain:.2f} s ({plain / JOBS * 1000:.1f} ms/task)",
+            ratio=locked / plain,
+            target=TARGET,
+            note="same process and Prefect server, flows alternated; app database on PostgreSQL",
+            data={"locked_s": samples["locked"], "plain_s": samples["plain"]},
+        )
+    ]
+
+
+def _child(reps: int) -> None:
+    from prefect import Task, flow
+    from prefect.artifacts import create_markdown_artifact
+    from prefect.cache_policies import NO_CACHE
+    from sqlalchemy import func, select
+
+    from flows.nightly import run_registry
+    from jobs.context import JobContext
+    from jobs.engines import shared_engine
+    from jobs.models import Status, job_execution
+    from jobs.registry import Registry
+    from jobs.task import background_job
+
+    def noop_job(ctx: JobContext) -> None:
+        """Does nothing."""
+
+    def noop() -> None:
+        """Does nothing."""
+
+    jobs = [background_job(f"bench_noop_{i:03d}")(noop_job) for i in range(JOBS)]
+    registry = Registry(job.spec for job in jobs)
+    plain_tasks = [
+        Task(fn=noop, name=f"plain_noop_{i:03d}", cache_policy=NO_CACHE, persist_result=False)
+        for i in range(JOBS)
+    ]
+
+    @flow(name="bench-locked", persist_result=False)
+    def locked_flow() -> Any:
+        return run_registry(registry, PERIOD)
+
+    @flow(name="bench-plain", persist_result=False)
+    def plain_flow() -> int:
+        states = [t(return_state=True) for t in plain_tasks]
+        completed = sum(1 for s in states if s.is_completed())
+        create_markdown_artifact(f"{completed} tasks", key="bench-plain")
+        return completed
+
+    def run_locked() -> None:
+        state = cast("State[Any]", locked_flow(return_state=True))
+        check(state.is_completed(), f"locked flow ended {state.name}: {state.message}")
+
+    def run_plain() -> None:
+        state = plain_flow(return_state=True)
+        check(state.is_completed(), f"plain flow ended {state.name}: {state.message}")
+        done = state.result()
+        check(done == JOBS, f"plain flow: {done} of {JOBS} tasks completed")
+
+    run_locked()  # warm-up: first flow run, engine, migrations check, lock rows created
+    run_plain()
+    samples: dict[str, list[float]] = {"locked": [], "plain": []}
+    order = [("locked", run_locked), ("plain", run_plain)]
+    for rep in range(reps):
+        for name, fn in order if rep % 2 == 0 else order[::-1]:
+            started = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - started)
+    with shared_engine().connect() as conn:
+        counts: dict[str, int] = dict(
+            conn.execute(
+                select(job_execution.c.status, func.count()).group_by(job_execution.c.status)
+            ).all()
+        )
+    expected = {Status.SUCCESS.value: JOBS * (reps + 1)}
+    check(counts == expected, f"job rows: expected {expected}, found {counts}")
+    print(json.dumps(samples))
+
+
+if __name__ == "__main__":
+    _child(int(sys.argv[1]))
