@@ -24,6 +24,7 @@ MEASUREMENTS: dict[str, str] = {
     "5": "bench.history",
     "2": "bench.prefect_lock",
     "3": "bench.task_overhead",
+    "6": "bench.cold_start",
 }
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
