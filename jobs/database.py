@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, exc
+from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
 
@@ -155,6 +155,22 @@ def make_engine(url: URL | str, *, pool_size: int = 5) -> Engine:
     # A restarted server leaves dead pooled connections behind: replaced at checkout.
     _check_connections_on_checkout(engine)
     return engine
+
+
+@contextlib.contextmanager
+def one_statement(engine: Engine) -> Iterator[Connection]:
+    """A connection for work that is one statement (a fenced UPDATE, a single INSERT).
+
+    On PostgreSQL it runs in autocommit: the statement is its own transaction, one round trip
+    instead of BEGIN, the statement and COMMIT (bench row 1). SQLite keeps its BEGIN IMMEDIATE
+    transaction, which is how writers there queue instead of failing on a busy database.
+    """
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            yield conn
+    else:
+        with engine.begin() as conn:
+            yield conn
 
 
 def engine_from_settings(settings: Settings) -> Engine:

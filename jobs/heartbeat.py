@@ -19,7 +19,7 @@ from collections.abc import Callable
 from sqlalchemy import Engine, bindparam, exc, update
 
 from jobs.clock import db_now
-from jobs.database import describe_db_error
+from jobs.database import describe_db_error, one_statement
 from jobs.models import Status, status_is
 from jobs.models import job_execution as _table
 
@@ -35,7 +35,7 @@ _BEAT = (
 
 def beat(engine: Engine, execution_id: int) -> bool:
     """Refresh the heartbeat of a RUNNING row; False means the row is no longer ours to beat."""
-    with engine.begin() as conn:
+    with one_statement(engine) as conn:
         return conn.execute(_BEAT, {"execution_id": execution_id}).rowcount == 1
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, bindparam, exc, select, update
 
 from jobs import interrupts
 from jobs.clock import db_now
-from jobs.database import describe_db_error
+from jobs.database import describe_db_error, one_statement
 from jobs.errors import LockLostError
 from jobs.heartbeat import Heartbeat
 from jobs.models import ERROR_MESSAGE_LIMIT, Status, status_is
@@ -142,7 +142,7 @@ class Lease:
         delay = _RETRY_FIRST_S
         while True:
             try:
-                with self.engine.begin() as conn:
+                with one_statement(self.engine) as conn:
                     if conn.execute(_FINISH, params).rowcount == 1:
                         return FinishOutcome(True, status)
                     now = conn.execute(

@@ -47,7 +47,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from jobs.clock import db_now, is_stale
-from jobs.database import translated_errors
+from jobs.database import one_statement, translated_errors
 from jobs.errors import ConfigurationError, PreCheckError
 from jobs.lease import Execution, Lease, LockPolicy, clean_message
 from jobs.models import JOB_TYPE_LENGTH, Status, status_is
@@ -327,7 +327,7 @@ def acquire_job_lock(
             # Unreachable while every writer goes through this module; kept so that a writer that
             # bypasses the lock row still gets a clean answer rather than a traceback.
             reason = "already running: the database refused a second RUNNING row"
-            with engine.begin() as conn:
+            with one_statement(engine) as conn:
                 skip_id = _insert_finished(conn, Status.SKIPPED, reason, values)
             return LockNotAcquired(
                 reason=reason, kind="already_running", skipped_execution_id=skip_id
@@ -335,7 +335,7 @@ def acquire_job_lock(
         except _PreCheckRaisedError as raised:
             cause = raised.__cause__ or raised
             message = f"pre-check failed: {type(cause).__name__}: {cause}"
-            with engine.begin() as conn:
+            with one_statement(engine) as conn:
                 failed_id = _insert_finished(conn, Status.FAILURE, message, values)
             raise PreCheckError(clean_message(message), failed_id) from cause
 
@@ -368,7 +368,7 @@ def _acquire(
         # rolled back rather than committed: the lock row went to the next acquirer without
         # waiting for a commit to reach the disk, and the skip is recorded outside the lock,
         # beside the other losers' (bench row 4: 32 racers used to queue behind each other).
-        with engine.begin() as conn:
+        with one_statement(engine) as conn:
             skip_id = _insert_finished(conn, Status.SKIPPED, blocked.reason, values)
         return LockNotAcquired(
             reason=blocked.reason, kind="already_running", skipped_execution_id=skip_id
@@ -417,5 +417,5 @@ def record_outcome(
     """Record an execution that never ran (disabled, upstream failed) with its reason."""
     validate_job_type(job_type)
     values = _row_values(job_type, period, origin or Origin())
-    with translated_errors(engine.url), engine.begin() as conn:
+    with translated_errors(engine.url), one_statement(engine) as conn:
         return _insert_finished(conn, status, reason, values)
