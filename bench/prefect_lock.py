@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 
 from bench import dbs
 from bench.context import Context
-from bench.prefect_server import client_environ
+from bench.prefect_server import PROJECT_ROOT, client_environ
 from bench.report import BenchError, Row, check, fmt_ms
 from bench.stats import summary
 
@@ -44,6 +44,7 @@ def run(ctx: Context) -> list[Row]:
         ]
         done = subprocess.run(
             argv,
+            cwd=PROJECT_ROOT,
             env=client_environ(api_url, Path(home)),
             capture_output=True,
             text=True,

@@ -21,6 +21,7 @@ from bench.report import BenchError
 
 START_TIMEOUT_S = 180.0
 PREFECT_BIN = Path(sys.executable).with_name("prefect")
+PROJECT_ROOT = Path(__file__).resolve().parent.parent  # children run `python -m bench.…` here
 
 
 def free_port() -> int:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from bench import dbs
 from bench.context import Context
-from bench.prefect_server import client_environ
+from bench.prefect_server import PROJECT_ROOT, client_environ
 from bench.report import BenchError, Row, check
 
 if TYPE_CHECKING:
@@ -46,6 +46,7 @@ def run(ctx: Context) -> list[Row]:
         env["DATABASE_URL"] = url.render_as_string(hide_password=False)
         done = subprocess.run(
             [sys.executable, "-m", "bench.task_overhead", str(reps)],
+            cwd=PROJECT_ROOT,
             env=env,
             capture_output=True,
             text=True,
