@@ -35,12 +35,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="comma-separated keys, e.g. 1,4")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="results directory")
     args = parser.parse_args(argv)
-    keys = [k.strip() for k in args.only.split(",") if k.strip()] or list(MEASUREMENTS)
-    unknown = [k for k in keys if k not in MEASUREMENTS]
+    wanted = {k.strip() for k in args.only.split(",") if k.strip()} or set(MEASUREMENTS)
+    unknown = sorted(wanted - set(MEASUREMENTS))
     if unknown:
         parser.error(
             f"unknown measurement(s) {', '.join(unknown)}: choose from {list(MEASUREMENTS)}"
         )
+    keys = [k for k in MEASUREMENTS if k in wanted]
     ctx = Context.make(args.quick)
     env = environment(dbs.admin_url())
     env["quick"] = ctx.quick

@@ -30,6 +30,7 @@ TARGET = 1.3
 RUN_TIMEOUT_S = 300
 PROJECT = Path(__file__).resolve().parent.parent
 JOBCTL = Path(sys.executable).with_name("jobctl")
+WHAT = f"cold start: `jobctl nightly`, {JOBS} no-op jobs vs plain flow of {JOBS} tasks"
 
 CATALOG = f'''"""Benchmark catalog: {JOBS} jobs that do nothing (bench/cold_start.py)."""
 
@@ -87,7 +88,6 @@ def _project_copy(into: Path) -> Path:
     for name in ("jobs", "flows", "migrations"):
         shutil.copytree(source / name, tree / name, ignore=ignore)
     shutil.copy(source / "alembic.ini", tree / "alembic.ini")
-    check((tree / "jobs" / "cli").is_dir(), "jobctl is not in this tree (jobs/cli): merge `cli`")
     catalog = tree / "jobs" / "catalog"
     shutil.rmtree(catalog)
     catalog.mkdir()
@@ -117,6 +117,17 @@ def _timed(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, str]
 
 
 def run(ctx: Context) -> list[Row]:
+    source = Path(os.environ.get("BENCH_PROJECT_TREE", PROJECT))
+    if not (source / "jobs" / "cli").is_dir():
+        return [
+            Row(
+                key="6",
+                what=WHAT,
+                result="",
+                status="not run",
+                note="this tree has no jobctl yet (jobs/cli)",
+            )
+        ]
     reps = 2 if ctx.quick else 3
     with tempfile.TemporaryDirectory(prefix="jobs-bench-cold-") as tmp:
         root = Path(tmp)
@@ -157,7 +168,7 @@ def run(ctx: Context) -> list[Row]:
     return [
         Row(
             key="6",
-            what=f"cold start: `jobctl nightly`, {JOBS} no-op jobs vs plain flow of {JOBS} tasks",
+            what=WHAT,
             result=f"{ours_s:.2f} s (median of {reps})",
             reference=f"plain {plain_s:.2f} s",
             ratio=ours_s / plain_s,
