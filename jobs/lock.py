@@ -165,6 +165,27 @@ _INSERT_RUNNING_IF_NONE = (
     )
     .returning(_exec.c.id, _exec.c.started_at)
 )
+# PostgreSQL, no pre-check: take the lock row if free and insert, in one statement. When the row
+# was held, nothing is inserted and the usual path follows. The statement's snapshot predates the
+# lock, so a holder that committed a RUNNING row in between is not seen: the unique index then
+# refuses the insert, and that acquirer is recorded as SKIPPED "already running" (as it is).
+_LOCKED_IF_FREE = _TRY_LOCK_ROW.cte("locked_if_free")
+_INSERT_RUNNING_IF_LOCK_FREE = (
+    insert(_exec)
+    .from_select(
+        [*_ROW_COLUMNS, "status", "started_at"],
+        select(
+            *(bindparam(name, type_=_exec.c[name].type) for name in _ROW_COLUMNS),
+            literal(Status.RUNNING.value, _exec.c.status.type),
+            db_now(),
+        )
+        .select_from(_LOCKED_IF_FREE)
+        .where(
+            ~exists().where(_exec.c.job_type == bindparam("job_type"), status_is(Status.RUNNING))
+        ),
+    )
+    .returning(_exec.c.id, _exec.c.started_at)
+)
 _INSERT_RUNNING = (
     insert(_exec)
     .values(status=Status.RUNNING.value, started_at=db_now())
@@ -204,9 +225,13 @@ def _insert_finished(
 
 
 def _insert_running(
-    conn: Connection, values: dict[str, object], *, if_none: bool
+    conn: Connection, values: dict[str, object], *, if_none: bool, if_lock_free: bool = False
 ) -> Execution | None:
-    row = conn.execute(_INSERT_RUNNING_IF_NONE if if_none else _INSERT_RUNNING, values).first()
+    if if_lock_free:
+        stmt = _INSERT_RUNNING_IF_LOCK_FREE
+    else:
+        stmt = _INSERT_RUNNING_IF_NONE if if_none else _INSERT_RUNNING
+    row = conn.execute(stmt, values).first()
     if row is None:
         return None
     return Execution(
@@ -324,8 +349,9 @@ def acquire_job_lock(
                 err.orig
             ) and "job_execution.job_type" not in str(err.orig):
                 raise
-            # Unreachable while every writer goes through this module; kept so that a writer that
-            # bypasses the lock row still gets a clean answer rather than a traceback.
+            # A holder committed its RUNNING row between the snapshot and the lock of the one-
+            # statement path (see _INSERT_RUNNING_IF_LOCK_FREE), or a writer bypassed the lock row:
+            # either way the database refused a second runner, and this attempt is a skip.
             reason = "already running: the database refused a second RUNNING row"
             with one_statement(engine) as conn:
                 skip_id = _insert_finished(conn, Status.SKIPPED, reason, values)
@@ -350,6 +376,11 @@ def _acquire(
     try:
         try:
             with engine.begin() as conn:
+                if pre_check is None and conn.dialect.name == "postgresql":
+                    # The common case in one round trip: the row was free and nothing runs.
+                    execution = _insert_running(conn, values, if_none=True, if_lock_free=True)
+                    if execution is not None:
+                        return LockAcquired(lease=Lease(engine, execution, policy))
                 if _try_lock_job_type(conn, job_type):
                     return _decide(
                         conn, engine, job_type, policy, values=values, pre_check=pre_check
