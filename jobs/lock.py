@@ -16,6 +16,9 @@ Plain SQLAlchemy, no Prefect. The acquisition is one short transaction:
 3. run the optional pre-check with a session inside this transaction;
 4. insert the RUNNING row. The partial unique index refuses a second one whatever happens above;
 5. commit, before the job body starts.
+
+On PostgreSQL without a pre-check, steps 1, 2 and 4 of the common case (row free, nothing
+running) are one statement: see ``_INSERT_RUNNING_IF_LOCK_FREE``.
 """
 
 from __future__ import annotations
