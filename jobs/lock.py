@@ -43,6 +43,7 @@ from sqlalchemy import (
     insert,
     literal,
     select,
+    true,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -168,12 +169,13 @@ _INSERT_RUNNING_IF_NONE = (
     )
     .returning(_exec.c.id, _exec.c.started_at)
 )
-# PostgreSQL, no pre-check: take the lock row if free and insert, in one statement. When the row
-# was held, nothing is inserted and the usual path follows. The statement's snapshot predates the
-# lock, so a holder that committed a RUNNING row in between is not seen: the unique index then
-# refuses the insert, and that acquirer is recorded as SKIPPED "already running" (as it is).
+# PostgreSQL, no pre-check: take the lock row if free and insert, in one statement that also says
+# whether it got the row (``locked``), so that neither outcome needs another round trip to find
+# out. Nothing is inserted unless this transaction holds the row. The statement's snapshot
+# predates the lock, so a holder that committed a RUNNING row in between is not seen: the unique
+# index then refuses the insert, and that acquirer is recorded as SKIPPED "already running".
 _LOCKED_IF_FREE = _TRY_LOCK_ROW.cte("locked_if_free")
-_INSERT_RUNNING_IF_LOCK_FREE = (
+_INSERTED = (
     insert(_exec)
     .from_select(
         [*_ROW_COLUMNS, "status", "started_at"],
@@ -188,7 +190,14 @@ _INSERT_RUNNING_IF_LOCK_FREE = (
         ),
     )
     .returning(_exec.c.id, _exec.c.started_at)
+    .cte("inserted")
 )
+_ONE_ROW = select(literal(1).label("one")).subquery("one_row")
+_INSERT_RUNNING_IF_LOCK_FREE = select(
+    select(func.count()).select_from(_LOCKED_IF_FREE).scalar_subquery().label("locked"),
+    _INSERTED.c.id,
+    _INSERTED.c.started_at,
+).select_from(_ONE_ROW.outerjoin(_INSERTED, true()))
 _INSERT_RUNNING = (
     insert(_exec)
     .values(status=Status.RUNNING.value, started_at=db_now())
@@ -227,22 +236,29 @@ def _insert_finished(
     return int(conn.execute(_INSERT_FINISHED, params).scalar_one())
 
 
-def _insert_running(
-    conn: Connection, values: dict[str, object], *, if_none: bool, if_lock_free: bool = False
-) -> Execution | None:
-    if if_lock_free:
-        stmt = _INSERT_RUNNING_IF_LOCK_FREE
-    else:
-        stmt = _INSERT_RUNNING_IF_NONE if if_none else _INSERT_RUNNING
-    row = conn.execute(stmt, values).first()
-    if row is None:
-        return None
+def _execution(execution_id: int, started_at: datetime, values: dict[str, object]) -> Execution:
     return Execution(
-        id=int(row.id),
+        id=int(execution_id),
         job_type=str(values["job_type"]),
         period=values["period"],  # type: ignore[arg-type]
-        started_at=row.started_at,
+        started_at=started_at,
     )
+
+
+def _insert_running(
+    conn: Connection, values: dict[str, object], *, if_none: bool
+) -> Execution | None:
+    row = conn.execute(_INSERT_RUNNING_IF_NONE if if_none else _INSERT_RUNNING, values).first()
+    return None if row is None else _execution(row.id, row.started_at, values)
+
+
+def _insert_running_if_lock_free(
+    conn: Connection, values: dict[str, object]
+) -> tuple[bool, Execution | None]:
+    """(holds the lock row, the RUNNING execution if inserted)."""
+    row = conn.execute(_INSERT_RUNNING_IF_LOCK_FREE, values).one()
+    inserted = None if row.id is None else _execution(row.id, row.started_at, values)
+    return bool(row.locked), inserted
 
 
 def _running_row(conn: Connection, job_type: str, policy: LockPolicy) -> Row[Any] | None:
@@ -381,10 +397,12 @@ def _acquire(
             with engine.begin() as conn:
                 if pre_check is None and conn.dialect.name == "postgresql":
                     # The common case in one round trip: the row was free and nothing runs.
-                    execution = _insert_running(conn, values, if_none=True, if_lock_free=True)
+                    locked, execution = _insert_running_if_lock_free(conn, values)
                     if execution is not None:
                         return LockAcquired(lease=Lease(engine, execution, policy))
-                if _try_lock_job_type(conn, job_type):
+                else:
+                    locked = _try_lock_job_type(conn, job_type)
+                if locked:
                     return _decide(
                         conn, engine, job_type, policy, values=values, pre_check=pre_check
                     )
