@@ -69,6 +69,10 @@ class Heartbeat:
     def _run(self) -> None:
         failing = False
         while not self._stop.wait(self._interval):
+            # The database dates the beat somewhere between sending and confirming it; counting
+            # silence from the send keeps still_held() on the safe side of a slow commit, so a
+            # holder never believes in a lock that another process may already have reaped.
+            sent = time.monotonic()
             try:
                 alive = beat(self._engine, self._execution_id)
             except (exc.OperationalError, exc.InterfaceError) as err:
@@ -97,4 +101,4 @@ class Heartbeat:
                         self._on_lost()
                 return
             self.beats += 1
-            self.last_ok = time.monotonic()
+            self.last_ok = sent

@@ -22,9 +22,9 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Literal
+from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, exc, exists, func, insert, literal, select, update
+from sqlalchemy import Connection, Engine, Row, exc, exists, func, insert, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -189,8 +189,25 @@ def _insert_running(
 
 def _blocking_run(conn: Connection, job_type: str, policy: LockPolicy) -> str | None:
     """Describe the live RUNNING row, after reaping it if stale; None when nothing blocks."""
+    blocked = "already running"
+    # Two passes at most: a reap that finds the row changed re-reads it (see _reap).
+    for _ in range(2):
+        running = _running_row(conn, job_type, policy)
+        if running is None:
+            return None
+        last: datetime = running.last_beat
+        blocked = f"already running: execution {running.id} on {running.owner or 'unknown'}"
+        if not running.stale:
+            age = (running.now - last).total_seconds()
+            return f"{blocked}, last heartbeat {age:.1f}s ago"
+        if _reap(conn, job_type, running.id, last, policy):
+            return None
+    return blocked
+
+
+def _running_row(conn: Connection, job_type: str, policy: LockPolicy) -> Row[Any] | None:
     last_beat = func.coalesce(_exec.c.heartbeat_at, _exec.c.started_at)
-    running = conn.execute(
+    return conn.execute(
         select(
             _exec.c.id,
             _exec.c.owner,
@@ -200,26 +217,35 @@ def _blocking_run(conn: Connection, job_type: str, policy: LockPolicy) -> str | 
             db_now().label("now"),
         ).where(_exec.c.job_type == job_type, _exec.c.status == Status.RUNNING)
     ).first()
-    if running is None:
-        return None
-    last: datetime = running.last_beat
-    if running.stale:
-        message = (
-            f"abandoned: no heartbeat since {last.isoformat(timespec='milliseconds')} "
-            f"(STALE_JOB_THRESHOLD_MS={policy.stale_after_ms})"
-        )
-        conn.execute(
-            update(_exec)
-            .where(_exec.c.id == running.id, _exec.c.status == Status.RUNNING)
-            .values(status=Status.FAILURE, completed_at=db_now(), error_message=message)
-        )
-        log.warning("[%s] reaped execution %d: %s", job_type, running.id, message)
-        return None
-    age = (running.now - last).total_seconds()
-    return (
-        f"already running: execution {running.id} on {running.owner or 'unknown'}, "
-        f"last heartbeat {age:.1f}s ago"
+
+
+def _reap(
+    conn: Connection, job_type: str, execution_id: int, last: datetime, policy: LockPolicy
+) -> bool:
+    """Mark a stale RUNNING row FAILURE; False if it turned out alive (or finished) meanwhile.
+
+    The staleness test is repeated in the UPDATE: on PostgreSQL the row read above may be an old
+    version while a heartbeat's UPDATE holds the row; when that beat commits, PostgreSQL re-checks
+    this WHERE clause on the new version, so a run that has just proved it is alive is not reaped.
+    """
+    last_beat = func.coalesce(_exec.c.heartbeat_at, _exec.c.started_at)
+    message = (
+        f"abandoned: no heartbeat since {last.isoformat(timespec='milliseconds')} "
+        f"(STALE_JOB_THRESHOLD_MS={policy.stale_after_ms})"
     )
+    reaped = conn.execute(
+        update(_exec)
+        .where(
+            _exec.c.id == execution_id,
+            _exec.c.status == Status.RUNNING,
+            last_beat < stale_cutoff(policy.stale_after_ms),
+        )
+        .values(status=Status.FAILURE, completed_at=db_now(), error_message=message)
+    ).rowcount
+    if reaped != 1:
+        return False
+    log.warning("[%s] reaped execution %d: %s", job_type, execution_id, message)
+    return True
 
 
 def _run_pre_check(
