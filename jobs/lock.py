@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from jobs.clock import db_now, is_stale
 from jobs.database import translated_errors
 from jobs.errors import ConfigurationError, PreCheckError
-from jobs.lease import Execution, Lease, LockPolicy, clean_message
+from jobs.lease import Execution, Lease, LockPolicy, clean_message, describe_exception
 from jobs.models import JOB_TYPE_LENGTH, Status
 from jobs.models import job_execution as _exec
 from jobs.models import job_lock as _lock
@@ -299,7 +299,7 @@ def acquire_job_lock(
             )
         except _PreCheckRaisedError as raised:
             cause = raised.__cause__ or raised
-            message = f"pre-check failed: {type(cause).__name__}: {cause}"
+            message = f"pre-check failed: {describe_exception(cause)}"
             with engine.begin() as conn:
                 failed_id = _insert_finished(conn, Status.FAILURE, message, values)
             raise PreCheckError(clean_message(message), failed_id) from cause

@@ -13,6 +13,7 @@ from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier, Event
 from typing import Any
 
+from jobs import interrupts
 from jobs.database import make_engine
 from jobs.errors import LockLostError
 from jobs.lease import Lease, LockPolicy
@@ -158,13 +159,19 @@ def hold_for_sigterm(
     heartbeat_ms: int,
     where: str,
     out: Queue[dict[str, Any]],
+    install_first: bool = False,
+    log_path: str | None = None,
 ) -> None:
     """Hold a lease until killed; ``where`` places the body (and the lease) in different threads.
 
     - ``main``: lease and body in the main thread;
     - ``body_thread``: lease entered in the main thread, body in a worker thread the main joins;
-    - ``lease_thread``: lease entered and body run in a worker thread (a thread-pool task runner).
+    - ``lease_thread``: lease entered and body run in a worker thread (a thread-pool task runner),
+      after the main thread called ``interrupts.install()`` if ``install_first``.
     """
+    _logging(log_path)
+    if install_first:
+        interrupts.install()
     engine = make_engine(url)
     policy = LockPolicy(stale_ms, heartbeat_ms)
 
