@@ -238,7 +238,7 @@ def _reap(
         .where(
             _exec.c.id == execution_id,
             _exec.c.status == Status.RUNNING,
-            last_beat < stale_cutoff(policy.stale_after_ms),
+            is_stale(last_beat, policy.stale_after_ms),
         )
         .values(status=Status.FAILURE, completed_at=db_now(), error_message=message)
     ).rowcount

@@ -233,14 +233,14 @@ def runner_engine(db_url: URL) -> Iterator[Engine]:
 def _stale_now(engine: Engine, execution_id: int, stale_ms: int) -> bool:
     from sqlalchemy import func, select
 
-    from jobs.clock import stale_cutoff
+    from jobs.clock import is_stale
     from jobs.models import job_execution as t
 
     beat = func.coalesce(t.c.heartbeat_at, t.c.started_at)
     with engine.connect() as conn:
         return bool(
             conn.execute(
-                select(beat < stale_cutoff(stale_ms)).where(t.c.id == execution_id)
+                select(is_stale(beat, stale_ms)).where(t.c.id == execution_id)
             ).scalar_one()
         )
 
