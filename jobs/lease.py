@@ -164,7 +164,7 @@ class Lease:
                     reason = describe_db_error(err, self.engine.url)
                     detail = (
                         f"final status {status} not recorded, database unavailable for "
-                        f"{self.policy.finish_retry_s:.0f}s: {reason}"
+                        f"{self.policy.finish_retry_s:g}s: {reason}"
                     )
                     log.error("%s %s; the row will be reaped as stale", self.label, detail)
                     return FinishOutcome(False, status, detail)
