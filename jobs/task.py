@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from jobs.context import JobContext, JobLogger
 from jobs.engines import lock_policy, shared_engine
 from jobs.errors import JobsError, LockLostError, PreCheckError
-from jobs.lease import Lease
+from jobs.lease import Lease, clean_message, describe_exception
 from jobs.lock import (
     Origin,
     PreCheck,
@@ -176,7 +176,8 @@ class _Attempt:
             self.logger.error("%s", err.message)
             self._end(Status.FAILURE, err.message, execution_id)
         except Exception as err:
-            error = f"{type(err).__name__}: {err}"
+            # The same bounded, printable, password-free text as the row (see clean_message).
+            error = clean_message(describe_exception(err))
             self.logger.error("FAILURE: %s (execution %d)", error, execution_id, exc_info=True)
             self._end(Status.FAILURE, error, execution_id)
         else:
