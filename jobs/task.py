@@ -67,6 +67,12 @@ def _all_pre_checks(checks: Iterable[PreCheck]) -> PreCheck | None:
     return combined
 
 
+def upstream_skip_reason(blocker: str) -> str:
+    """``blocker`` is the job type that failed, or a job type and what else stops its dependents
+    (e.g. "import_events is still running in another run"): job types contain no spaces."""
+    return f"upstream {blocker}" if " " in blocker else f"upstream {blocker} failed"
+
+
 class _Attempt:
     """One attempt of one job: Prefect retries make a new attempt, and a new row."""
 
@@ -111,7 +117,7 @@ class _Attempt:
                 flag = enabled_flag_name(self.job_type)
                 return self._record(Status.SKIPPED, f"disabled via {flag}")
             if upstream_failed:
-                return self._record(Status.SKIPPED, f"upstream {upstream_failed} failed")
+                return self._record(Status.SKIPPED, upstream_skip_reason(upstream_failed))
             checks: list[PreCheck] = []
             if self.spec.once_per_period:
                 checks.append(already_succeeded_for_period)
