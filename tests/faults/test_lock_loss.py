@@ -245,19 +245,34 @@ def _stale_now(engine: Engine, execution_id: int, stale_ms: int) -> bool:
         )
 
 
+def _waiting_on_locks(engine: Engine) -> int:
+    # A new transaction each time: PostgreSQL keeps one pg_stat_activity snapshot per transaction.
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'"
+                )
+            ).scalar_one()
+        )
+
+
 def test_reap_rechecks_staleness_under_the_row_lock(pg_engine: Engine, pg_url: URL) -> None:
     """A beat that commits while an acquirer is about to reap (it read the old, stale heartbeat)
     must win: the acquirer re-checks staleness when it gets the row, and skips."""
     engine = pg_engine
     runner = make_engine(pg_url)
     gate = BeatGate(runner)
-    policy = LockPolicy(1000, 100)
+    # The beat must still be fresh (younger than the threshold) when the acquirer's UPDATE
+    # starts, however slowly a loaded machine gets from one to the other: 3 s is plenty.
+    policy = LockPolicy(3000, 100)
     lease = _acquire(runner, policy).lease
     contender: dict[str, LockResult] = {}
     try:
         with lease:
             gate.block()
-            wait_for(lambda: _stale_now(engine, lease.execution.id, 1000), 10, "a stale row")
+            wait_for(lambda: _stale_now(engine, lease.execution.id, 3000), 15, "a stale row")
             gate.hold_next_commit(30)
             gate.unblock()
             assert gate.commit_held.wait(10), "the beat never reached its commit"
@@ -268,18 +283,7 @@ def test_reap_rechecks_staleness_under_the_row_lock(pg_engine: Engine, pg_url: U
                 )
             )
             worker.start()
-            with engine.connect() as conn:
-                wait_for(
-                    lambda: conn.execute(
-                        text(
-                            "SELECT count(*) FROM pg_stat_activity WHERE datname = "
-                            "current_database() AND wait_event_type = 'Lock'"
-                        )
-                    ).scalar_one(),
-                    10,
-                    "the acquirer to wait on the row lock",
-                )
-                conn.rollback()
+            wait_for(lambda: _waiting_on_locks(engine), 10, "the acquirer to wait on the row lock")
             gate.release_commit.set()
             worker.join(30)
             result = contender["r"]
