@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import subprocess
 from collections.abc import Iterator
 from multiprocessing.process import BaseProcess
 
@@ -72,8 +71,7 @@ def cluster_url(throwaway_cluster: ThrowawayCluster) -> Iterator[URL]:
         engine.dispose()
     yield url
     # A test that stopped the cluster and failed half-way must not break the next one.
-    with contextlib.suppress(subprocess.CalledProcessError):
-        throwaway_cluster.start()
+    throwaway_cluster.ensure_started()
 
 
 @pytest.fixture

@@ -99,6 +99,13 @@ class ThrowawayCluster:
             "-o", self.options, "start",
         )  # fmt: skip
 
+    def ensure_started(self) -> None:
+        """Start the server unless it is running (a test that stopped it may have failed)."""
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self._run("pg_ctl", "-D", str(self.data), "status")
+            return
+        self.start()
+
     def stop(self, mode: str = "fast") -> None:
         self._run("pg_ctl", "-D", str(self.data), "-w", "-t", "30", "-m", mode, "stop")
 
