@@ -26,6 +26,7 @@ from sqlalchemy.engine import URL
 from jobs.database import make_engine
 from jobs.models import Status
 from tests import dbtools
+from tests.cli.conftest import run_jobctl, subprocess_env
 from tests.e2e.conftest import PrefectServer, trigger_deployment, wait_for_flow_run
 from tests.e2e.procs import Managed, descendants
 
@@ -238,7 +239,7 @@ def test_sigterm_of_the_flow_run_process_ends_row_and_runs_promptly(
     assert bodies(app) == {}
 
 
-def test_run_released_while_alive_ends_failed_with_lock_lost(
+def test_run_released_by_jobctl_unlock_while_alive_ends_failed_with_lock_lost(
     prefect_server: PrefectServer,
     start_worker: Callable[..., Managed],
     worker_env: dict[str, str],
@@ -249,14 +250,16 @@ def test_run_released_while_alive_ends_failed_with_lock_lost(
     held = hold()
     run_id = trigger_deployment(prefect_server, params={"period": PERIOD})
     row = poll(lambda: running_import(app, run_id), 150, "import_events to be mid-job")
-    with app.begin() as conn:  # what `jobctl unlock` does
-        conn.execute(
-            text(
-                "UPDATE job_execution SET status = 'FAILURE', completed_at = statement_timestamp(),"
-                " error_message = 'released by operator' WHERE id = :id AND status = 'RUNNING'"
-            ),
-            {"id": row.id},
-        )
+    unlocked = run_jobctl(
+        "unlock",
+        "import_events",
+        "--reason",
+        "looked stuck",
+        cwd=prefect_server.home,  # any directory: with DATABASE_URL set, unlock writes no file
+        env=subprocess_env(DATABASE_URL=worker_env["DATABASE_URL"]),
+    )
+    assert unlocked.returncode == 0, unlocked.stderr
+    assert unlocked.stdout.startswith(f"released execution {row.id} of import_events")
     poll(lambda: "lock lost" in worker.tail(200), 30, "the heartbeat to notice the release")
     held.release()
     final = wait_for_flow_run(prefect_server, run_id, timeout_s=60)
@@ -264,11 +267,11 @@ def test_run_released_while_alive_ends_failed_with_lock_lost(
     states = task_states(prefect_server, run_id)
     assert states["import_events"]["type"] == "FAILED"
     assert states["import_events"]["message"].startswith(
-        f"lock lost: execution {row.id} is already FAILURE: released by operator"
+        f"lock lost: execution {row.id} is already FAILURE: released by operator: looked stuck"
     )
     assert states["daily_rollup"]["name"] == "Skipped"
     (released,) = rows(app, "import_events")
-    assert released.error_message == "released by operator"
+    assert released.error_message == "released by operator: looked stuck"
     assert "import_events" not in bodies(app), "the released run's import was committed"
 
 
