@@ -15,7 +15,15 @@ from jobs.outcome import JobOutcome
 from jobs.registry import JobSpec
 
 Launch = Callable[[JobSpec, str | None], "Future[JobOutcome]"]
-"""Start ``spec``; the second argument names a failed upstream (the job must record a skip)."""
+"""Start ``spec``; the second argument names a failed (or busy) upstream: record a skip."""
+
+
+STILL_RUNNING = "is still running in another run"
+
+
+def _running_elsewhere(outcome: JobOutcome) -> bool:
+    """Skipped by the lock because another run holds it (not disabled, not already done)."""
+    return outcome.status == Status.SKIPPED and (outcome.reason or "").startswith("already running")
 
 
 def _first_failed(spec: JobSpec, failed_because: dict[str, str]) -> str | None:
@@ -30,13 +38,16 @@ def run_in_order(
     A job starts only once all its upstreams have finished; among ready jobs the earliest in
     ``ordered`` starts first, so ``max_parallel=1`` runs exactly in ``ordered`` order. A job whose
     upstream failed, or was skipped because its own upstream failed, is still launched (so that it
-    records its skip in both systems) with the name of the job that failed.
+    records its skip in both systems) with the name of the job that failed. The same goes for an
+    upstream skipped because another run is running it: it is not done for the period yet, so its
+    dependents are skipped with "<job> is still running in another run" (a job type has no spaces,
+    so the task tells the two apart); the other run runs them after it.
     """
     if max_parallel < 1:
         raise ValueError("max_parallel must be at least 1")
     waiting = list(ordered)
     outcomes: dict[str, JobOutcome] = {}
-    failed_because: dict[str, str] = {}  # job → the failed job that blocks its downstreams
+    failed_because: dict[str, str] = {}  # job → the failed (or busy) job that blocks downstreams
     running: dict[Future[JobOutcome], JobSpec] = {}
     finished: queue.SimpleQueue[Future[JobOutcome]] = queue.SimpleQueue()
     while waiting or running:
@@ -63,4 +74,7 @@ def run_in_order(
         outcomes[spec.job_type] = outcome
         if outcome.status == Status.FAILURE:
             failed_because[spec.job_type] = spec.job_type
+        elif _running_elsewhere(outcome):
+            # Not done, only started by another run: its dependents would read half its work.
+            failed_because[spec.job_type] = f"{spec.job_type} {STILL_RUNNING}"
     return [outcomes[spec.job_type] for spec in ordered]

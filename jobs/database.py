@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import select
 import sqlite3
 import time
@@ -24,13 +25,23 @@ PING_AFTER_IDLE_S = 10.0
 URL_HELP = "use postgresql://user:password@host:5432/dbname or sqlite:///path/to/file.db"
 
 
+def _mask_unparsed(raw: str) -> str:
+    """A URL too broken to parse, shown without whatever precedes its last "@" but the scheme:
+    mask_url needs a "scheme://" to find the password, and "postgres//u:pw@h" has none."""
+    head, at, tail = raw.rpartition("@")
+    if not at:
+        return mask_url(raw)
+    scheme = re.match(r"[a-z0-9+.-]*:?/*", head, re.IGNORECASE)
+    return f"{scheme.group(0) if scheme else ''}***@{tail}"
+
+
 def normalize_url(raw: str) -> URL:
     """Parse DATABASE_URL; plain postgresql:// (or postgres://) means psycopg 3."""
     try:
         url = make_url(raw)
     except (exc.ArgumentError, ValueError):
         raise ConfigurationError(
-            f"DATABASE_URL is not a valid database URL (got {mask_url(raw)!r}): {URL_HELP}"
+            f"DATABASE_URL is not a valid database URL (got {_mask_unparsed(raw)!r}): {URL_HELP}"
         ) from None
     backend, _, driver = url.drivername.partition("+")
     if backend in {"postgresql", "postgres"} and driver in {"", "psycopg"}:

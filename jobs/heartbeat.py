@@ -88,6 +88,10 @@ class Heartbeat:
         with self._beating:
             if self._stop.is_set():
                 return False
+            # The database dates the beat somewhere between sending and confirming it; counting
+            # silence from the send keeps still_held() on the safe side of a slow commit, so a
+            # holder never believes in a lock that another process may already have reaped.
+            sent = time.monotonic()
             try:
                 alive = beat(self._engine, self._execution_id)
             except (exc.OperationalError, exc.InterfaceError) as err:
@@ -116,7 +120,7 @@ class Heartbeat:
                         self._on_lost()
                 return False
             self.beats += 1
-            self.last_ok = time.monotonic()
+            self.last_ok = sent
             return True
 
 

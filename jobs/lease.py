@@ -19,7 +19,7 @@ from jobs.errors import LockLostError
 from jobs.heartbeat import Heartbeat
 from jobs.models import ERROR_MESSAGE_LIMIT, Status, status_is
 from jobs.models import job_execution as _exec
-from jobs.settings import DEFAULT_STALE_MS
+from jobs.settings import DEFAULT_STALE_MS, mask_url
 
 log = logging.getLogger("jobs.lease")
 # Fenced: only a row that is still this run's and RUNNING gets its final status. Built once, as the
@@ -34,12 +34,27 @@ _RETRY_MAX_S = 2.0
 
 
 def clean_message(text: str, limit: int = ERROR_MESSAGE_LIMIT) -> str:
-    """Make any exception text storable: valid UTF-8, no NUL (PostgreSQL refuses it), bounded."""
-    safe = text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\\0")
-    if len(safe) <= limit:
+    """Make any exception text storable: valid UTF-8, no NUL (PostgreSQL refuses it), no URL
+    password (the row is shown to operators), bounded."""
+    # Only what can be stored is cleaned (plus room for a URL that straddles the cut), so a
+    # megabyte of text costs no more than a page.
+    window = text[: limit + 256]
+    safe = mask_url(window.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\\0"))
+    if len(safe) <= limit and len(window) == len(text):
         return safe
-    note = f" … [truncated {len(safe) - limit + 40} characters]"
-    return safe[: limit - 40] + note
+    keep = limit - 40
+    dropped = len(safe) - keep + len(text) - len(window)
+    return safe[:keep] + f" … [truncated {dropped} characters]"
+
+
+def describe_exception(err: BaseException) -> str:
+    """``Type: message`` for the row, even for an exception whose ``__str__`` raises: the final
+    status must never depend on the job's exception being printable."""
+    try:
+        text = str(err)
+    except Exception:  # noqa: BLE001 - whatever a foreign __str__ raises, the row gets ended
+        text = "<exception str() failed>"
+    return f"{type(err).__name__}: {text}"
 
 
 @dataclass(frozen=True)
@@ -155,7 +170,7 @@ class Lease:
                     reason = describe_db_error(err, self.engine.url)
                     detail = (
                         f"final status {status} not recorded, database unavailable for "
-                        f"{self.policy.finish_retry_s:.0f}s: {reason}"
+                        f"{self.policy.finish_retry_s:g}s: {reason}"
                     )
                     log.error("%s %s; the row will be reaped as stale", self.label, detail)
                     return FinishOutcome(False, status, detail)
@@ -205,7 +220,7 @@ class Lease:
         if exc_value is None:
             outcome = self.finish(Status.SUCCESS)
         elif isinstance(exc_value, Exception):
-            outcome = self.finish(Status.FAILURE, f"{type(exc_value).__name__}: {exc_value}")
+            outcome = self.finish(Status.FAILURE, describe_exception(exc_value))
         else:  # KeyboardInterrupt, SystemExit, asyncio cancellation, Prefect's TerminationSignal
             self._interrupted = True
             outcome = self.finish(Status.FAILURE, f"interrupted ({type(exc_value).__name__})")

@@ -53,7 +53,7 @@ from sqlalchemy.orm import Session
 from jobs.clock import db_now, is_stale
 from jobs.database import one_statement, translated_errors
 from jobs.errors import ConfigurationError, PreCheckError
-from jobs.lease import Execution, Lease, LockPolicy, clean_message
+from jobs.lease import Execution, Lease, LockPolicy, clean_message, describe_exception
 from jobs.models import JOB_TYPE_LENGTH, Status, status_is
 from jobs.models import job_execution as _exec
 from jobs.models import job_lock as _lock
@@ -261,6 +261,23 @@ def _insert_running_if_lock_free(
     return bool(row.locked), inserted
 
 
+def _blocking_run(conn: Connection, job_type: str, policy: LockPolicy) -> str | None:
+    """Describe the live RUNNING row, after reaping it if stale; None when nothing blocks."""
+    blocked = "already running"
+    # Two passes at most: a reap that finds the row changed re-reads it (see _reap).
+    for _ in range(2):
+        running = _running_row(conn, job_type, policy)
+        if running is None:
+            return None
+        last: datetime = running.last_beat
+        blocked = f"already running: execution {running.id} on {running.owner or 'unknown'}"
+        if not running.stale:
+            return _already_running(running)
+        if _reap(conn, job_type, running.id, last, policy):
+            return None
+    return blocked
+
+
 def _running_row(conn: Connection, job_type: str, policy: LockPolicy) -> Row[Any] | None:
     last_beat = func.coalesce(_exec.c.heartbeat_at, _exec.c.started_at)
     return conn.execute(
@@ -283,27 +300,6 @@ def _already_running(running: Row[Any]) -> str:
     )
 
 
-def _blocking_run(conn: Connection, job_type: str, policy: LockPolicy) -> str | None:
-    """Describe the live RUNNING row, after reaping it if stale; None when nothing blocks."""
-    running = _running_row(conn, job_type, policy)
-    if running is None:
-        return None
-    last: datetime = running.last_beat
-    if running.stale:
-        message = (
-            f"abandoned: no heartbeat since {last.isoformat(timespec='milliseconds')} "
-            f"(STALE_JOB_THRESHOLD_MS={policy.stale_after_ms})"
-        )
-        conn.execute(
-            update(_exec)
-            .where(_exec.c.id == running.id, status_is(Status.RUNNING))
-            .values(status=Status.FAILURE, completed_at=db_now(), error_message=message)
-        )
-        log.warning("[%s] reaped execution %d: %s", job_type, running.id, message)
-        return None
-    return _already_running(running)
-
-
 def _observe(conn: Connection, job_type: str, policy: LockPolicy) -> None:
     """The lock row is held, most often by another acquirer in its short transaction. Wait for
     that holder only (FOR SHARE: observers do not queue behind one another), then raise
@@ -313,6 +309,35 @@ def _observe(conn: Connection, job_type: str, policy: LockPolicy) -> None:
     running = _running_row(conn, job_type, policy)
     if running is not None and not running.stale:
         raise _BlockedError(_already_running(running))
+
+
+def _reap(
+    conn: Connection, job_type: str, execution_id: int, last: datetime, policy: LockPolicy
+) -> bool:
+    """Mark a stale RUNNING row FAILURE; False if it turned out alive (or finished) meanwhile.
+
+    The staleness test is repeated in the UPDATE: on PostgreSQL the row read above may be an old
+    version while a heartbeat's UPDATE holds the row; when that beat commits, PostgreSQL re-checks
+    this WHERE clause on the new version, so a run that has just proved it is alive is not reaped.
+    """
+    last_beat = func.coalesce(_exec.c.heartbeat_at, _exec.c.started_at)
+    message = (
+        f"abandoned: no heartbeat since {last.isoformat(timespec='milliseconds')} "
+        f"(STALE_JOB_THRESHOLD_MS={policy.stale_after_ms})"
+    )
+    reaped = conn.execute(
+        update(_exec)
+        .where(
+            _exec.c.id == execution_id,
+            status_is(Status.RUNNING),
+            is_stale(last_beat, policy.stale_after_ms),
+        )
+        .values(status=Status.FAILURE, completed_at=db_now(), error_message=message)
+    ).rowcount
+    if reaped != 1:
+        return False
+    log.warning("[%s] reaped execution %d: %s", job_type, execution_id, message)
+    return True
 
 
 def _run_pre_check(
@@ -379,7 +404,7 @@ def acquire_job_lock(
             )
         except _PreCheckRaisedError as raised:
             cause = raised.__cause__ or raised
-            message = f"pre-check failed: {type(cause).__name__}: {cause}"
+            message = f"pre-check failed: {describe_exception(cause)}"
             with one_statement(engine) as conn:
                 failed_id = _insert_finished(conn, Status.FAILURE, message, values)
             raise PreCheckError(clean_message(message), failed_id) from cause

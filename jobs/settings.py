@@ -24,7 +24,11 @@ ENV_FILE = ".env"
 
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z0-9+.-]+://)(?P<user>[^:/@]*):(?P<pw>[^@]*)@", re.I)
+# The look-behind makes a scheme match start only at the start of a run of scheme characters:
+# without it, a long run of letters costs quadratic time (seconds for a 1 MB error message).
+_URL_CREDENTIALS = re.compile(
+    r"(?<![a-z0-9+.-])(?P<scheme>[a-z0-9+.-]+://)(?P<user>[^:/@]*):(?P<pw>[^@]*)@", re.I
+)
 
 
 def mask_url(url: str) -> str:

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from jobs.context import JobContext, JobLogger
 from jobs.engines import lock_policy, shared_engine
 from jobs.errors import JobsError, LockLostError, PreCheckError
-from jobs.lease import Lease
+from jobs.lease import Lease, clean_message, describe_exception
 from jobs.lock import (
     Origin,
     PreCheck,
@@ -65,6 +65,12 @@ def _all_pre_checks(checks: Iterable[PreCheck]) -> PreCheck | None:
         return None
 
     return combined
+
+
+def upstream_skip_reason(blocker: str) -> str:
+    """``blocker`` is the job type that failed, or a job type and what else stops its dependents
+    (e.g. "import_events is still running in another run"): job types contain no spaces."""
+    return f"upstream {blocker}" if " " in blocker else f"upstream {blocker} failed"
 
 
 class _Attempt:
@@ -111,7 +117,7 @@ class _Attempt:
                 flag = enabled_flag_name(self.job_type)
                 return self._record(Status.SKIPPED, f"disabled via {flag}")
             if upstream_failed:
-                return self._record(Status.SKIPPED, f"upstream {upstream_failed} failed")
+                return self._record(Status.SKIPPED, upstream_skip_reason(upstream_failed))
             checks: list[PreCheck] = []
             if self.spec.once_per_period:
                 checks.append(already_succeeded_for_period)
@@ -176,7 +182,8 @@ class _Attempt:
             self.logger.error("%s", err.message)
             self._end(Status.FAILURE, err.message, execution_id)
         except Exception as err:
-            error = f"{type(err).__name__}: {err}"
+            # The same bounded, printable, password-free text as the row (see clean_message).
+            error = clean_message(describe_exception(err))
             self.logger.error("FAILURE: %s (execution %d)", error, execution_id, exc_info=True)
             self._end(Status.FAILURE, error, execution_id)
         else:
