@@ -25,7 +25,7 @@ def _heartbeat_at(engine: Engine, lease: Lease) -> object:
 
 
 def _heartbeat_threads() -> list[threading.Thread]:
-    return [th for th in threading.enumerate() if th.name.startswith("jobs-heartbeat")]
+    return [th for th in threading.enumerate() if th.name == "heartbeat-all"]
 
 
 def test_one_thread_beats_for_every_running_execution(engine: Engine) -> None:
