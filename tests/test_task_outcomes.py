@@ -72,20 +72,22 @@ def t_check_raises(ctx: JobContext) -> None:
     _write_marker(ctx)
 
 
-@background_job("t_lost")
-def t_lost(ctx: JobContext) -> None:
-    # Play the reaper: another process marks this run abandoned behind its back.
+def _end_row_behind_its_back(ctx: JobContext, message: str) -> None:
+    """What another process (a reaper, an operator) does to this run's row."""
     with ctx.session.get_bind().connect() as conn:
         conn.execute(
             update(job_execution)
             .where(job_execution.c.id == ctx.execution_id)
             .values(
-                status=Status.FAILURE,
-                completed_at=func.current_timestamp(),
-                error_message="abandoned: test reaper",
+                status=Status.FAILURE, completed_at=func.current_timestamp(), error_message=message
             )
         )
         conn.commit()
+
+
+@background_job("t_lost")
+def t_lost(ctx: JobContext) -> None:
+    _end_row_behind_its_back(ctx, "abandoned: test reaper")  # play the reaper
     deadline = time.monotonic() + 15
     while ctx.still_held():  # the heartbeat notices within one interval
         assert time.monotonic() < deadline, "the heartbeat never noticed the lost lock"
@@ -97,17 +99,7 @@ def t_lost(ctx: JobContext) -> None:
 def t_released_late(ctx: JobContext) -> None:
     # An operator's release lands after the last heartbeat, while the body is finishing: the body
     # still believes it holds the lock, so only the final write can catch it.
-    with ctx.session.get_bind().connect() as conn:
-        conn.execute(
-            update(job_execution)
-            .where(job_execution.c.id == ctx.execution_id)
-            .values(
-                status=Status.FAILURE,
-                completed_at=func.current_timestamp(),
-                error_message="released by operator: late",
-            )
-        )
-        conn.commit()
+    _end_row_behind_its_back(ctx, "released by operator: late")
     assert ctx.still_held(), "the heartbeat interval is long: the body cannot know yet"
     _write_marker(ctx)
 
