@@ -1,1 +1,1 @@
-"""Benchmarks (scripts, not tests): run ``python -m bench``; see bench/README-section.md."""
+"""Benchmarks (scripts, not tests): run ``python -m bench``; see "Benchmarks" in README.md."""

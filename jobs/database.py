@@ -161,6 +161,12 @@ def make_engine(url: URL | str, *, pool_size: int = 5) -> Engine:
         connect_args={
             "connect_timeout": PG_CONNECT_TIMEOUT_S,
             "application_name": "prefect-nightly-jobs",
+            # A silent network partition must not block a heartbeat or a final status for the
+            # kernel's default two hours: give up on a dead peer after about a minute.
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
         },
     )
     # A restarted server leaves dead pooled connections behind: replaced at checkout.

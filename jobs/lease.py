@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from types import TracebackType
 from typing import Literal, Self
 
-from sqlalchemy import Engine, bindparam, exc, select, update
+from sqlalchemy import Connection, Engine, bindparam, exc, select, update
 
 from jobs import interrupts
 from jobs.clock import db_now
@@ -189,6 +190,38 @@ class Lease:
             if not self._interrupted:
                 log.error("%s %s; this run's %s was not recorded", self.label, detail, status)
             return FinishOutcome(False, status, detail)
+
+    def succeed_with(self, conn: Connection, commit: Callable[[], None]) -> FinishOutcome:
+        """Write SUCCESS inside the caller's open transaction on ``conn``, then ``commit()`` it.
+
+        The job's own writes and its SUCCESS commit together or not at all: a run whose row was
+        reaped or released, even a moment ago, gets ``recorded=False`` and must roll back instead
+        of committing work done without the lock. If ``commit`` raises, nothing is marked finished
+        and the exception propagates (the context manager then records the FAILURE).
+        """
+        with self._finish_lock:
+            if self._finished is not None:
+                return self._finished
+            self.stop_heartbeat()
+            params = {
+                "execution_id": self.execution.id,
+                "status": Status.SUCCESS.value,
+                "error_message": None,
+            }
+            if conn.execute(_FINISH, params).rowcount != 1:
+                now = conn.execute(
+                    select(_exec.c.status, _exec.c.error_message).where(
+                        _exec.c.id == self.execution.id
+                    )
+                ).first()
+                current = f"{now.status}: {now.error_message}" if now is not None else "gone"
+                detail = f"lock lost: execution {self.execution.id} is already {current}"
+                log.error("%s %s; the run's changes are rolled back", self.label, detail)
+                self._finished = FinishOutcome(False, Status.SUCCESS, detail)
+                return self._finished
+            commit()
+            self._finished = FinishOutcome(True, Status.SUCCESS)
+            return self._finished
 
     def succeed(self) -> FinishOutcome:
         return self.finish(Status.SUCCESS)

@@ -154,19 +154,17 @@ _LOCK_ROW_OF = select(_lock.c.job_type).where(
 _LOCK_ROW = _LOCK_ROW_OF.with_for_update()  # wait in line
 _TRY_LOCK_ROW = _LOCK_ROW_OF.with_for_update(skip_locked=True)  # no row: someone holds it
 _SHARE_LOCK_ROW = _LOCK_ROW_OF.with_for_update(read=True)  # FOR SHARE: wait for the holder only
+# The RUNNING row's values, selected only when no RUNNING row of the job type exists.
+_RUNNING_ROW_IF_NONE = select(
+    *(bindparam(name, type_=_exec.c[name].type) for name in _ROW_COLUMNS),
+    literal(Status.RUNNING.value, _exec.c.status.type),
+    db_now(),
+).where(~exists().where(_exec.c.job_type == bindparam("job_type"), status_is(Status.RUNNING)))
+_RUNNING_COLUMNS = [*_ROW_COLUMNS, "status", "started_at"]
 # One round trip for the common case: insert unless a RUNNING row exists.
 _INSERT_RUNNING_IF_NONE = (
     insert(_exec)
-    .from_select(
-        [*_ROW_COLUMNS, "status", "started_at"],
-        select(
-            *(bindparam(name, type_=_exec.c[name].type) for name in _ROW_COLUMNS),
-            literal(Status.RUNNING.value, _exec.c.status.type),
-            db_now(),
-        ).where(
-            ~exists().where(_exec.c.job_type == bindparam("job_type"), status_is(Status.RUNNING))
-        ),
-    )
+    .from_select(_RUNNING_COLUMNS, _RUNNING_ROW_IF_NONE)
     .returning(_exec.c.id, _exec.c.started_at)
 )
 # PostgreSQL, no pre-check: take the lock row if free and insert, in one statement that also says
@@ -177,18 +175,7 @@ _INSERT_RUNNING_IF_NONE = (
 _LOCKED_IF_FREE = _TRY_LOCK_ROW.cte("locked_if_free")
 _INSERTED = (
     insert(_exec)
-    .from_select(
-        [*_ROW_COLUMNS, "status", "started_at"],
-        select(
-            *(bindparam(name, type_=_exec.c[name].type) for name in _ROW_COLUMNS),
-            literal(Status.RUNNING.value, _exec.c.status.type),
-            db_now(),
-        )
-        .select_from(_LOCKED_IF_FREE)
-        .where(
-            ~exists().where(_exec.c.job_type == bindparam("job_type"), status_is(Status.RUNNING))
-        ),
-    )
+    .from_select(_RUNNING_COLUMNS, _RUNNING_ROW_IF_NONE.select_from(_LOCKED_IF_FREE))
     .returning(_exec.c.id, _exec.c.started_at)
     .cte("inserted")
 )

@@ -177,7 +177,10 @@ class _Attempt:
                         f"lock lost: execution {execution_id} was reaped or released while "
                         "running; the job's changes were rolled back"
                     )
-                session.commit()
+                # SUCCESS is written in the job's own transaction: data and status commit
+                # together, so a release that lands after the last heartbeat still wins.
+                if not lease.succeed_with(session.connection(), session.commit).recorded:
+                    session.rollback()
         except LockLostError as err:
             self.logger.error("%s", err.message)
             self._end(Status.FAILURE, err.message, execution_id)

@@ -72,25 +72,36 @@ def t_check_raises(ctx: JobContext) -> None:
     _write_marker(ctx)
 
 
-@background_job("t_lost")
-def t_lost(ctx: JobContext) -> None:
-    # Play the reaper: another process marks this run abandoned behind its back.
+def _end_row_behind_its_back(ctx: JobContext, message: str) -> None:
+    """What another process (a reaper, an operator) does to this run's row."""
     with ctx.session.get_bind().connect() as conn:
         conn.execute(
             update(job_execution)
             .where(job_execution.c.id == ctx.execution_id)
             .values(
-                status=Status.FAILURE,
-                completed_at=func.current_timestamp(),
-                error_message="abandoned: test reaper",
+                status=Status.FAILURE, completed_at=func.current_timestamp(), error_message=message
             )
         )
         conn.commit()
+
+
+@background_job("t_lost")
+def t_lost(ctx: JobContext) -> None:
+    _end_row_behind_its_back(ctx, "abandoned: test reaper")  # play the reaper
     deadline = time.monotonic() + 15
     while ctx.still_held():  # the heartbeat notices within one interval
         assert time.monotonic() < deadline, "the heartbeat never noticed the lost lock"
         time.sleep(0.05)
     _write_marker(ctx)  # work done after the loss must not be committed
+
+
+@background_job("t_released_late")
+def t_released_late(ctx: JobContext) -> None:
+    # An operator's release lands after the last heartbeat, while the body is finishing: the body
+    # still believes it holds the lock, so only the final write can catch it.
+    _end_row_behind_its_back(ctx, "released by operator: late")
+    assert ctx.still_held(), "the heartbeat interval is long: the body cannot know yet"
+    _write_marker(ctx)
 
 
 def _outcome(state: State[Any]) -> JobOutcome:
@@ -202,6 +213,22 @@ def test_lock_lost_is_failed_and_changes_rolled_back(job_env: URL, engine: Engin
     (row,) = rows(engine, "t_lost")
     assert (row.status, row.error_message) == (Status.FAILURE, "abandoned: test reaper")
     assert _markers(engine, "t_lost") == 0
+
+
+def test_release_after_last_heartbeat_rolls_back_the_data(
+    job_env: URL, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Data and SUCCESS commit in one transaction: a release that beat the commit wins whole."""
+    from jobs.settings import get_settings
+
+    monkeypatch.setenv("JOB_HEARTBEAT_INTERVAL_MS", "900")  # the first beat comes after the body
+    get_settings.cache_clear()
+    run = run_task(t_released_late)
+    assert run.state.type == StateType.FAILED
+    assert run.state.message is not None and run.state.message.startswith("lock lost: ")
+    (row,) = rows(engine, "t_released_late")
+    assert (row.status, row.error_message) == (Status.FAILURE, "released by operator: late")
+    assert _markers(engine, "t_released_late") == 0
 
 
 def test_logger_prefix_through_prefect_and_no_error_lines(
