@@ -18,7 +18,7 @@ from jobs.database import translated_errors
 from jobs.errors import LockError
 from jobs.lease import clean_message
 from jobs.lock import validate_job_type
-from jobs.models import Status
+from jobs.models import Status, status_is
 from jobs.models import job_execution as _exec
 
 RELEASED_PREFIX = "released by operator: "
@@ -150,7 +150,7 @@ def job_states(engine: Engine, job_types: Iterable[str]) -> StatusReport:
             for rec in map(
                 _record,
                 conn.execute(
-                    _columns(select()).where(_exec.c.status == Status.RUNNING).order_by(_exec.c.id)
+                    _columns(select()).where(status_is(Status.RUNNING)).order_by(_exec.c.id)
                 ),
             )
         }
@@ -188,7 +188,7 @@ def history(
     if job_type is not None:
         query = query.where(_exec.c.job_type == validate_job_type(job_type))
     if status is not None:
-        query = query.where(_exec.c.status == status)
+        query = query.where(status_is(status))
     with translated_errors(engine.url), engine.connect() as conn:
         now: datetime = conn.execute(select(db_now())).scalar_one()
         rows = [_record(row) for row in conn.execute(query)]
@@ -210,7 +210,7 @@ def unlock(engine: Engine, job_type: str, reason: str) -> ExecutionRecord:
     message = clean_message(RELEASED_PREFIX + why)
     stmt = (
         update(_exec)
-        .where(_exec.c.job_type == job_type, _exec.c.status == Status.RUNNING)
+        .where(_exec.c.job_type == job_type, status_is(Status.RUNNING))
         .values(status=Status.FAILURE, completed_at=db_now(), error_message=message)
         .returning(_exec.c.id)
     )
