@@ -11,23 +11,38 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 
 from jobs.models import Status
-from jobs.outcome import JobOutcome
+from jobs.outcome import Blocker, JobOutcome, SkipKind
 from jobs.registry import JobSpec
 
-Launch = Callable[[JobSpec, str | None], "Future[JobOutcome]"]
-"""Start ``spec``; the second argument names a failed (or busy) upstream: record a skip."""
+Launch = Callable[[JobSpec, Blocker | None], "Future[JobOutcome]"]
+"""Start ``spec``; a blocker names the failed (or busy) upstream: the job records a skip."""
+
+# How often the dispatcher wakes while it waits, so that a signal reaches the main thread.
+_WAKE_S = 1.0
 
 
-STILL_RUNNING = "is still running in another run"
+def _result(spec: JobSpec, done: Future[JobOutcome]) -> JobOutcome:
+    """The job's outcome; a launch that raised (even a BaseException) is that job's FAILURE, so
+    that its dependents are skipped and the flow goes on instead of waiting forever."""
+    try:
+        return done.result()
+    except BaseException as err:  # noqa: BLE001 - the dispatcher must always reach the end
+        return JobOutcome(
+            job_type=spec.job_type,
+            status=Status.FAILURE,
+            reason=f"{type(err).__name__}: {err}",
+            execution_id=None,
+            duration_s=0.0,
+        )
 
 
-def _running_elsewhere(outcome: JobOutcome) -> bool:
-    """Skipped by the lock because another run holds it (not disabled, not already done)."""
-    return outcome.status == Status.SKIPPED and (outcome.reason or "").startswith("already running")
-
-
-def _first_failed(spec: JobSpec, failed_because: dict[str, str]) -> str | None:
-    return next((failed_because[u] for u in spec.depends_on if u in failed_because), None)
+def _blocks_dependents(spec: JobSpec, outcome: JobOutcome) -> Blocker | None:
+    if outcome.status == Status.FAILURE:
+        return Blocker(spec.job_type, SkipKind.UPSTREAM_FAILED)
+    if outcome.skip_kind == SkipKind.ALREADY_RUNNING:
+        # Not done, only started by another run: its dependents would read half its work.
+        return Blocker(spec.job_type, SkipKind.UPSTREAM_RUNNING)
+    return None
 
 
 def run_in_order(
@@ -38,16 +53,15 @@ def run_in_order(
     A job starts only once all its upstreams have finished; among ready jobs the earliest in
     ``ordered`` starts first, so ``max_parallel=1`` runs exactly in ``ordered`` order. A job whose
     upstream failed, or was skipped because its own upstream failed, is still launched (so that it
-    records its skip in both systems) with the name of the job that failed. The same goes for an
-    upstream skipped because another run is running it: it is not done for the period yet, so its
-    dependents are skipped with "<job> is still running in another run" (a job type has no spaces,
-    so the task tells the two apart); the other run runs them after it.
+    records its skip in both systems) with the blocker. The same goes for an upstream skipped
+    because another run is running it: it is not done for the period yet, so its dependents are
+    skipped; the other run runs them after it.
     """
     if max_parallel < 1:
         raise ValueError("max_parallel must be at least 1")
     waiting = list(ordered)
     outcomes: dict[str, JobOutcome] = {}
-    failed_because: dict[str, str] = {}  # job → the failed (or busy) job that blocks downstreams
+    blocked: dict[str, Blocker] = {}  # job → the upstream that keeps its dependents from running
     running: dict[Future[JobOutcome], JobSpec] = {}
     finished: queue.SimpleQueue[Future[JobOutcome]] = queue.SimpleQueue()
     while waiting or running:
@@ -57,24 +71,31 @@ def run_in_order(
             if any(up not in outcomes for up in spec.depends_on):
                 continue
             waiting.remove(spec)
-            blocker = next(
-                (failed_because[u] for u in spec.depends_on if u in failed_because), None
-            )
+            blocker = next((blocked[u] for u in spec.depends_on if u in blocked), None)
             if blocker is not None:
                 # Failure travels down the whole chain, whatever the skipped job itself reports.
-                failed_because[spec.job_type] = blocker
-            future = launch(spec, blocker)
+                blocked[spec.job_type] = blocker
+            try:
+                future = launch(spec, blocker)
+            except Exception as err:  # noqa: BLE001 - recorded as this job's failure
+                future = Future()
+                future.set_exception(err)
             running[future] = spec
             future.add_done_callback(finished.put)
         if not running:  # pragma: no cover - impossible for a topological order
             raise RuntimeError(f"jobs left that can never start: {[s.job_type for s in waiting]}")
-        done = finished.get()
+        done = _next_done(finished)
         spec = running.pop(done)
-        outcome = done.result()
+        outcome = _result(spec, done)
         outcomes[spec.job_type] = outcome
-        if outcome.status == Status.FAILURE:
-            failed_because[spec.job_type] = spec.job_type
-        elif _running_elsewhere(outcome):
-            # Not done, only started by another run: its dependents would read half its work.
-            failed_because[spec.job_type] = f"{spec.job_type} {STILL_RUNNING}"
+        if spec.job_type not in blocked and (blocker := _blocks_dependents(spec, outcome)):
+            blocked[spec.job_type] = blocker
     return [outcomes[spec.job_type] for spec in ordered]
+
+
+def _next_done(finished: queue.SimpleQueue[Future[JobOutcome]]) -> Future[JobOutcome]:
+    while True:
+        try:
+            return finished.get(timeout=_WAKE_S)
+        except queue.Empty:
+            continue

@@ -27,8 +27,9 @@ from jobs.catalog import registry as catalog_registry
 from jobs.engines import shared_engine
 from jobs.errors import JobsError
 from jobs.models import Status
-from jobs.outcome import JobFailedError, JobOutcome, NightlyReport
+from jobs.outcome import Blocker, JobFailedError, JobOutcome, NightlyReport
 from jobs.prefect_states import outcome_from_state
+from jobs.reaper import sweep
 from jobs.registry import JobSpec, Registry
 from jobs.schedule import logical_period
 from jobs.settings import Settings, get_settings, validate_enabled_flags
@@ -56,8 +57,8 @@ def _job(spec: JobSpec) -> BackgroundJob:
 def _inline(period: date) -> Launch:
     """Run each job from the flow's own thread, one after the other."""
 
-    def launch(spec: JobSpec, upstream_failed: str | None) -> Future[JobOutcome]:
-        state = _job(spec).run(period=period, upstream_failed=upstream_failed)
+    def launch(spec: JobSpec, blocked_by: Blocker | None) -> Future[JobOutcome]:
+        state = _job(spec).run(period=period, blocked_by=blocked_by)
         done: Future[JobOutcome] = Future()
         done.set_result(outcome_from_state(spec.job_type, state))
         return done
@@ -68,16 +69,19 @@ def _inline(period: date) -> Launch:
 def _submitted(period: date) -> Launch:
     """Submit each job to the flow's thread-pool task runner (MAX_PARALLEL_JOBS > 1)."""
 
-    def launch(spec: JobSpec, upstream_failed: str | None) -> Future[JobOutcome]:
+    def launch(spec: JobSpec, blocked_by: Blocker | None) -> Future[JobOutcome]:
         done: Future[JobOutcome] = Future()
 
         def finished(run: PrefectFuture[Any]) -> None:
             # wait() on a finished future stores its final state locally; reading .state before
             # that would ask the API, which may not have recorded the end yet.
-            run.wait()
-            done.set_result(outcome_from_state(spec.job_type, run.state))
+            try:
+                run.wait()
+                done.set_result(outcome_from_state(spec.job_type, run.state))
+            except BaseException as err:  # noqa: BLE001 - an unresolved future hangs the flow
+                done.set_exception(err)
 
-        future = _job(spec).task.submit(period=period, upstream_failed=upstream_failed)
+        future = _job(spec).task.submit(period=period, blocked_by=blocked_by)
         future.add_done_callback(finished)
         return done
 
@@ -106,6 +110,12 @@ def run_registry(registry: Registry, period: date | None) -> State[Any]:
     when = period or logical_period(flow_run.scheduled_start_time, settings.timezone)
     period = date(when.year, when.month, when.day)  # a plain date, whatever Prefect hands back
     logger = get_run_logger()
+    # Dead runs of any job type end now, not when that job type is next acquired: a disabled
+    # job, or one whose upstream keeps failing, may never be.
+    for dead in sweep(shared_engine(settings), settings.stale_job_threshold_ms):
+        logger.warning(
+            "[%s] reaped execution %d: %s", dead.job_type, dead.execution_id, dead.message
+        )
     logger.info(
         "period %s, %d jobs in order: %s (MAX_PARALLEL_JOBS=%d)",
         period.isoformat(),

@@ -19,7 +19,7 @@ from jobs.errors import (
     ScaffoldError,
 )
 from jobs.job_types import JobType
-from jobs.lease import Execution, FinishOutcome, Lease, LockPolicy
+from jobs.lease import Execution, Finish, FinishOutcome, Lease, LockPolicy
 from jobs.lock import (
     LockAcquired,
     LockNotAcquired,
@@ -31,8 +31,9 @@ from jobs.lock import (
     already_succeeded_for_period,
     record_outcome,
 )
-from jobs.models import JobExecution, JobLock, Status
-from jobs.outcome import JobOutcome, NightlyReport
+from jobs.models import JobExecution, Status
+from jobs.outcome import JobOutcome, NightlyReport, SkipKind
+from jobs.reaper import Reaped, sweep
 
 if TYPE_CHECKING:
     from jobs.task import BackgroundJob, background_job
@@ -54,10 +55,10 @@ __all__ = [
     "DatabaseError",
     "DependencyError",
     "Execution",
+    "Finish",
     "FinishOutcome",
     "JobContext",
     "JobExecution",
-    "JobLock",
     "JobOutcome",
     "JobType",
     "JobsError",
@@ -74,10 +75,13 @@ __all__ = [
     "PreCheck",
     "PreCheckContext",
     "PreCheckError",
+    "Reaped",
     "ScaffoldError",
+    "SkipKind",
     "Status",
     "acquire_job_lock",
     "already_succeeded_for_period",
     "background_job",
     "record_outcome",
+    "sweep",
 ]

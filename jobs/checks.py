@@ -10,13 +10,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Engine, inspect, select, text
+from sqlalchemy import Engine, inspect, text
 from sqlalchemy.engine import URL
 
 from jobs import schema
 from jobs.database import describe_db_error, engine_from_settings, normalize_url
 from jobs.errors import JobsError
-from jobs.models import job_lock
 from jobs.registry import Registry
 from jobs.schedule import logical_period, validate_schedule
 from jobs.settings import Settings, load_settings, validate_enabled_flags
@@ -94,8 +93,7 @@ def check_migrations(engine: Engine | None, settings: Settings) -> CheckResult:
 
 
 def check_job_tables(engine: Engine | None, registry: Registry | None) -> Iterator[CheckResult]:
-    """Every table the plugin's models declare (the lock tables and the jobs' own tables) exists,
-    and each job's lock row is there or will be upserted on its first run."""
+    """Every table the plugin's models declare (the lock's and the jobs' own tables) exists."""
     if engine is None:
         return
     try:
@@ -113,18 +111,8 @@ def check_job_tables(engine: Engine | None, registry: Registry | None) -> Iterat
         )
         result = _fail if engine.dialect.name != "sqlite" else _ok
         yield result("tables", f"missing {', '.join(missing)}: {fix}")
-        if job_lock.name in missing:
-            return
     else:
         yield _ok("tables", ", ".join(declared))
-    if registry is None:
-        return
-    with engine.connect() as conn:
-        locks = set(conn.execute(select(job_lock.c.job_type)).scalars())
-        conn.rollback()
-    for spec in registry:
-        state = "lock row present" if spec.job_type in locks else "lock row created on first run"
-        yield _ok(f"job {spec.job_type}", state)
 
 
 def run_checks(load_registry: Callable[[], Registry]) -> list[CheckResult]:

@@ -83,13 +83,17 @@ def translated_errors(url: URL | None = None) -> Iterator[None]:
         raise translate(err, url) from err
 
 
-def _configure_sqlite(engine: Engine) -> None:
+# Execution option that makes a SQLite transaction take the write lock at BEGIN (see below).
+WRITE_LOCK = "jobs_write_lock"
+
+
+def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
-        # Take transaction control away from the sqlite3 module so BEGIN IMMEDIATE below is ours.
+        # Take transaction control away from the sqlite3 module so that BEGIN below is ours.
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
-        cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cur.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
         cur.execute("PRAGMA journal_mode = WAL")
         cur.execute("PRAGMA synchronous = NORMAL")
         cur.execute("PRAGMA foreign_keys = ON")
@@ -97,9 +101,12 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        # Invariant 2 on SQLite: the write lock is taken at BEGIN, so acquirers queue there
-        # (inside busy_timeout) instead of both reading "nothing running" and racing to write.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # The lock's own writes take the write lock at BEGIN, so acquirers queue there instead of
+        # both reading "nothing running" and racing. Everything else (reads, the job's session)
+        # starts deferred: a reader never waits for a writer, and a job's open transaction does
+        # not hold the write lock before it writes.
+        immediate = conn.get_execution_options().get(WRITE_LOCK, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def _server_hung_up(dbapi_conn: Any) -> bool:
@@ -145,29 +152,49 @@ def _check_connections_on_checkout(engine: Engine) -> None:
             raise exc.DisconnectionError("pooled connection is dead")
 
 
-def make_engine(url: URL | str, *, pool_size: int = 5) -> Engine:
-    """An engine with the settings the lock relies on for this backend."""
+def make_engine(
+    url: URL | str,
+    *,
+    pool_size: int = 5,
+    statement_timeout_ms: int | None = None,
+    busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS,
+) -> Engine:
+    """An engine with the settings the lock relies on for this backend.
+
+    ``statement_timeout_ms`` bounds every statement (and lock wait, and unacknowledged send) on
+    PostgreSQL: the heartbeat's engine uses it so that no beat can hang.
+    """
     parsed = normalize_url(url) if isinstance(url, str) else url
     if parsed.get_backend_name() == "sqlite":
         # NullPool: a SQLite connection is cheap and must not be shared across forks.
-        engine = create_engine(parsed, poolclass=NullPool)
-        _configure_sqlite(engine)
+        # check_same_thread off: SIGTERM handling rolls back a job's connection from another
+        # thread (the sqlite library serializes calls on one connection).
+        engine = create_engine(
+            parsed, poolclass=NullPool, connect_args={"check_same_thread": False}
+        )
+        _configure_sqlite(engine, busy_timeout_ms)
         return engine
+    connect_args: dict[str, Any] = {
+        "connect_timeout": PG_CONNECT_TIMEOUT_S,
+        "application_name": "prefect-nightly-jobs",
+        # A silent network partition must not block a heartbeat or a final status for the
+        # kernel's default two hours: give up on a dead peer after about a minute.
+        "keepalives": 1,
+        "keepalives_idle": 30,
+        "keepalives_interval": 10,
+        "keepalives_count": 3,
+    }
+    if statement_timeout_ms is not None:
+        timeout = int(statement_timeout_ms)
+        connect_args["options"] = f"-c statement_timeout={timeout} -c lock_timeout={timeout}"
+        connect_args["tcp_user_timeout"] = timeout
+        connect_args["connect_timeout"] = max(1, min(PG_CONNECT_TIMEOUT_S, timeout // 1000))
     engine = create_engine(
         parsed,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_recycle=1800,
-        connect_args={
-            "connect_timeout": PG_CONNECT_TIMEOUT_S,
-            "application_name": "prefect-nightly-jobs",
-            # A silent network partition must not block a heartbeat or a final status for the
-            # kernel's default two hours: give up on a dead peer after about a minute.
-            "keepalives": 1,
-            "keepalives_idle": 30,
-            "keepalives_interval": 10,
-            "keepalives_count": 3,
-        },
+        connect_args=connect_args,
     )
     # A restarted server leaves dead pooled connections behind: replaced at checkout.
     _check_connections_on_checkout(engine)
@@ -175,20 +202,29 @@ def make_engine(url: URL | str, *, pool_size: int = 5) -> Engine:
 
 
 @contextlib.contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction for the lock's own writes; on SQLite it holds the write lock from BEGIN."""
+    with engine.connect().execution_options(**{WRITE_LOCK: True}) as conn, conn.begin():
+        yield conn
+
+
+@contextlib.contextmanager
 def one_statement(engine: Engine) -> Iterator[Connection]:
     """A connection for work that is one statement (a fenced UPDATE, a single INSERT).
 
     On PostgreSQL it runs in autocommit: the statement is its own transaction, one round trip
-    instead of BEGIN, the statement and COMMIT (bench row 1). SQLite keeps its BEGIN IMMEDIATE
-    transaction, which is how writers there queue instead of failing on a busy database.
+    instead of BEGIN, the statement and COMMIT. SQLite takes the write lock at BEGIN, which is
+    how writers there queue instead of failing on a busy database.
     """
     if engine.dialect.name == "postgresql":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             yield conn
     else:
-        with engine.begin() as conn:
+        with write_transaction(engine) as conn:
             yield conn
 
 
 def engine_from_settings(settings: Settings) -> Engine:
-    return make_engine(normalize_url(settings.database_url.get_secret_value()))
+    # The pool holds one connection per parallel job plus room for the lock's own statements.
+    url = normalize_url(settings.database_url.get_secret_value())
+    return make_engine(url, pool_size=max(5, settings.max_parallel_jobs + 2))

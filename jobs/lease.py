@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
+from enum import StrEnum
 from types import TracebackType
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 from sqlalchemy import Connection, Engine, bindparam, exc, select, update
 
@@ -18,13 +20,13 @@ from jobs.clock import db_now
 from jobs.database import describe_db_error, one_statement
 from jobs.errors import LockLostError
 from jobs.heartbeat import Heartbeat
+from jobs.liveness import HeldLease
 from jobs.models import ERROR_MESSAGE_LIMIT, Status, status_is
 from jobs.models import job_execution as _exec
 from jobs.settings import DEFAULT_STALE_MS, mask_url
 
 log = logging.getLogger("jobs.lease")
-# Fenced: only a row that is still this run's and RUNNING gets its final status. Built once, as the
-# lock's statements are (jobs/lock.py): building it on every finish cost more than its round trip.
+# Fenced: only a row that is still this run's and RUNNING gets its final status.
 _FINISH = (
     update(_exec)
     .where(_exec.c.id == bindparam("execution_id"), status_is(Status.RUNNING))
@@ -85,13 +87,30 @@ class Execution:
     started_at: datetime
 
 
+class Finish(StrEnum):
+    """How the final write went."""
+
+    RECORDED = "recorded"
+    LOCK_LOST = "lock_lost"  # the row was no longer this run's (reaped or released)
+    UNREACHABLE = "unreachable"  # the database could not be reached within the threshold
+
+
 @dataclass(frozen=True)
 class FinishOutcome:
-    """``recorded`` is False when the row was no longer ours (fenced) or the database was away."""
+    """The run's final status; ``detail`` says why it was not recorded, ``message`` is the text
+    that the row holds (or would hold) for a FAILURE."""
 
-    recorded: bool
     status: Status
+    result: Finish = Finish.RECORDED
     detail: str = ""
+    message: str | None = None
+
+    @property
+    def recorded(self) -> bool:
+        return self.result == Finish.RECORDED
+
+
+_Fatal = (exc.OperationalError, exc.InterfaceError)
 
 
 class Lease:
@@ -100,21 +119,31 @@ class Lease:
     KeyboardInterrupt or cancellation. Leaving raises ``LockLostError`` if the row was taken away.
     """
 
-    def __init__(self, engine: Engine, execution: Execution, policy: LockPolicy) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        execution: Execution,
+        policy: LockPolicy,
+        *,
+        held: HeldLease | None = None,
+    ) -> None:
         self.engine = engine
         self.execution = execution
         self.policy = policy
         self.label = f"[{execution.job_type}]"
+        self._held = held
         self._heartbeat: Heartbeat | None = None
         self._finished: FinishOutcome | None = None
         self._finish_lock = threading.Lock()
         self._interrupted = False
+        self._success_sent = False
+        self._job_connection: Any = None
 
     # -- liveness -------------------------------------------------------------------------
     def start_heartbeat(self) -> None:
         if self._heartbeat is None:
             self._heartbeat = Heartbeat(
-                self.engine,
+                self.engine.url,
                 self.execution.id,
                 self.policy.heartbeat_every_ms,
                 label=self.label,
@@ -126,15 +155,23 @@ class Lease:
             self._heartbeat.stop()
 
     def still_held(self) -> bool:
-        """Cheap check for long jobs: False once a heartbeat found the row reaped or released, or
-        when no heartbeat got through for a whole threshold (others may have reaped it)."""
+        """Advice for long jobs: False once the database said the row is no longer ours, or (where
+        only heartbeats prove liveness) after a whole threshold without one getting through."""
         if self._finished is not None:
             return False
         hb = self._heartbeat
         if hb is None:
             return True
-        silent_s = time.monotonic() - hb.last_ok
-        return not hb.lost.is_set() and silent_s < self.policy.stale_after_ms / 1000.0
+        if hb.lost.is_set():
+            return False
+        if self._held is not None:
+            return True  # SQLite: nobody can reap the row while this process holds its flock
+        return time.monotonic() - hb.last_ok < self.policy.stale_after_ms / 1000.0
+
+    def watch_connection(self, dbapi_connection: Any) -> None:
+        """The job's own connection: on SIGTERM it is rolled back first, so that the job's open
+        transaction (on SQLite, the write lock) cannot keep the final status from being written."""
+        self._job_connection = dbapi_connection
 
     # -- the end --------------------------------------------------------------------------
     def finish(
@@ -142,62 +179,80 @@ class Lease:
     ) -> FinishOutcome:
         """Write the final status only if the row is still RUNNING (fencing); idempotent."""
         with self._finish_lock:
-            if self._finished is not None:
-                return self._finished
-            self.stop_heartbeat()
-            self._finished = self._write_final(status, error)
+            if self._finished is None:
+                self.stop_heartbeat()
+                self._finished = self._write_final(status, error)
+                self._release()
             return self._finished
 
+    def _release(self) -> None:
+        if self._held is not None:
+            self._held.release()
+
+    def _current(self, conn: Connection) -> tuple[str, str]:
+        row = conn.execute(
+            select(_exec.c.status, _exec.c.error_message).where(_exec.c.id == self.execution.id)
+        ).first()
+        return (row.status, row.error_message or "") if row is not None else ("gone", "")
+
+    def _settled(self, status: Status, current: tuple[str, str]) -> FinishOutcome:
+        """The fenced write found the row already final: say what happened to it."""
+        now, message = current
+        if now == Status.SUCCESS and self._success_sent:
+            # Only this run writes SUCCESS on its row: our commit landed, its reply was lost.
+            log.warning("%s the SUCCESS commit's reply was lost; read back: SUCCESS", self.label)
+            return FinishOutcome(Status.SUCCESS)
+        detail = f"lock lost: execution {self.execution.id} is already {now}"
+        detail += f": {message}" if message else ""
+        if not self._interrupted:
+            log.error("%s %s; this run's %s was not recorded", self.label, detail, status)
+        return FinishOutcome(status, Finish.LOCK_LOST, detail, detail)
+
     def _write_final(self, status: Status, error: str | None) -> FinishOutcome:
+        message = clean_message(error) if error is not None else None
         params = {
             "execution_id": self.execution.id,
             "status": status.value,
-            "error_message": clean_message(error) if error is not None else None,
+            "error_message": message,
         }
-        deadline = time.monotonic() + self.policy.finish_retry_s
+        started = time.monotonic()
+        deadline = started + self.policy.finish_retry_s
         delay = _RETRY_FIRST_S
         while True:
             try:
                 with one_statement(self.engine) as conn:
                     if conn.execute(_FINISH, params).rowcount == 1:
-                        return FinishOutcome(True, status)
-                    now = conn.execute(
-                        select(_exec.c.status, _exec.c.error_message).where(
-                            _exec.c.id == self.execution.id
-                        )
-                    ).first()
-            except (exc.OperationalError, exc.InterfaceError) as err:
+                        return FinishOutcome(status, message=message)
+                    current = self._current(conn)
+                return self._settled(status, current)
+            except _Fatal as err:
+                reason = describe_db_error(err, self.engine.url)
                 if time.monotonic() + delay > deadline:
-                    reason = describe_db_error(err, self.engine.url)
                     detail = (
-                        f"final status {status} not recorded, database unavailable for "
-                        f"{self.policy.finish_retry_s:g}s: {reason}"
+                        f"final status {status} not recorded: database unreachable for "
+                        f"{time.monotonic() - started:.0f}s ({reason}); lease given up, the row "
+                        "will be reaped as stale"
                     )
-                    log.error("%s %s; the row will be reaped as stale", self.label, detail)
-                    return FinishOutcome(False, status, detail)
+                    log.error("%s %s", self.label, detail)
+                    return FinishOutcome(status, Finish.UNREACHABLE, detail, detail)
                 log.warning(
                     "%s recording %s failed, retrying in %.1fs: %s",
                     self.label,
                     status,
                     delay,
-                    describe_db_error(err, self.engine.url),
+                    reason,
                 )
                 time.sleep(delay)
                 delay = min(delay * 2, _RETRY_MAX_S)
-                continue
-            current = f"{now.status}: {now.error_message}" if now is not None else "gone"
-            detail = f"lock lost: execution {self.execution.id} is already {current}"
-            if not self._interrupted:
-                log.error("%s %s; this run's %s was not recorded", self.label, detail, status)
-            return FinishOutcome(False, status, detail)
 
     def succeed_with(self, conn: Connection, commit: Callable[[], None]) -> FinishOutcome:
         """Write SUCCESS inside the caller's open transaction on ``conn``, then ``commit()`` it.
 
         The job's own writes and its SUCCESS commit together or not at all: a run whose row was
-        reaped or released, even a moment ago, gets ``recorded=False`` and must roll back instead
-        of committing work done without the lock. If ``commit`` raises, nothing is marked finished
-        and the exception propagates (the context manager then records the FAILURE).
+        reaped or released, even a moment ago, gets a LOCK_LOST outcome and must roll back instead
+        of committing work done without the lock. A commit whose reply is lost is resolved by
+        reading the row back; if that is impossible too, the exception propagates and leaving the
+        lease resolves it (the fenced FAILURE write finds SUCCESS if the commit landed).
         """
         with self._finish_lock:
             if self._finished is not None:
@@ -209,19 +264,37 @@ class Lease:
                 "error_message": None,
             }
             if conn.execute(_FINISH, params).rowcount != 1:
-                now = conn.execute(
-                    select(_exec.c.status, _exec.c.error_message).where(
-                        _exec.c.id == self.execution.id
-                    )
-                ).first()
-                current = f"{now.status}: {now.error_message}" if now is not None else "gone"
-                detail = f"lock lost: execution {self.execution.id} is already {current}"
-                log.error("%s %s; the run's changes are rolled back", self.label, detail)
-                self._finished = FinishOutcome(False, Status.SUCCESS, detail)
+                self._finished = self._settled(Status.SUCCESS, self._current(conn))
+                self._release()
                 return self._finished
-            commit()
-            self._finished = FinishOutcome(True, Status.SUCCESS)
+            self._success_sent = True
+            try:
+                commit()
+            except _Fatal:
+                if self._read_back() != Status.SUCCESS:
+                    raise
+                log.warning(
+                    "%s the SUCCESS commit's reply was lost; read back: SUCCESS", self.label
+                )
+            self._finished = FinishOutcome(Status.SUCCESS)
+            self._release()
             return self._finished
+
+    def _read_back(self) -> str | None:
+        """The row's status after an ambiguous commit, or None if the database stays away."""
+        deadline = time.monotonic() + self.policy.finish_retry_s
+        delay = _RETRY_FIRST_S
+        while True:
+            try:
+                with self.engine.connect() as conn:
+                    status, _ = self._current(conn)
+                    conn.rollback()
+                    return status
+            except _Fatal:
+                if time.monotonic() + delay > deadline:
+                    return None
+                time.sleep(delay)
+                delay = min(delay * 2, _RETRY_MAX_S)
 
     def succeed(self) -> FinishOutcome:
         return self.finish(Status.SUCCESS)
@@ -232,7 +305,19 @@ class Lease:
     def interrupt(self, why: str = "interrupted") -> FinishOutcome:
         """Called on SIGTERM (from any thread): end the row now, before the process goes away."""
         self._interrupted = True
+        self._abort_job_transaction()
         return self.finish(Status.FAILURE, why)
+
+    def _abort_job_transaction(self) -> None:
+        job = self._job_connection
+        try:
+            if isinstance(job, sqlite3.Connection):
+                job.interrupt()  # a statement in progress, if any, ends now
+                job.rollback()  # and the write lock goes with the transaction
+            elif job is not None:
+                job.cancel()  # psycopg: thread-safe; the transaction dies with the process
+        except Exception as err:  # noqa: BLE001 - the final status matters more than this
+            log.warning("%s could not abort the job's transaction: %s", self.label, err)
 
     @property
     def outcome(self) -> FinishOutcome | None:
@@ -252,10 +337,10 @@ class Lease:
         interrupts.unregister(self)
         if exc_value is None:
             outcome = self.finish(Status.SUCCESS)
-        elif isinstance(exc_value, Exception):
+        elif isinstance(exc_value, Exception | SystemExit):
             outcome = self.finish(Status.FAILURE, describe_exception(exc_value))
-        else:  # KeyboardInterrupt, SystemExit, asyncio cancellation, Prefect's TerminationSignal
+        else:  # KeyboardInterrupt, asyncio cancellation, Prefect's TerminationSignal
             self._interrupted = True
             outcome = self.finish(Status.FAILURE, f"interrupted ({type(exc_value).__name__})")
-        if not outcome.recorded and not self._interrupted:
+        if outcome.result == Finish.LOCK_LOST and not self._interrupted:
             raise LockLostError(outcome.detail) from exc_value

@@ -8,6 +8,7 @@ from typing import cast
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     ColumnElement,
     Date,
@@ -22,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from jobs.clock import UTCDateTime, db_now
+from jobs.clock import UTCDateTime
 
 JOB_TYPE_LENGTH = 100
 ERROR_MESSAGE_LIMIT = 4000
@@ -51,18 +52,8 @@ class Base(DeclarativeBase):
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 _RUNNING = text("status = 'RUNNING'")
 _SUCCESS = text("status = 'SUCCESS'")
-
-
-class JobLock(Base):
-    """One row per job type: what acquirers of that type lock, so they queue instead of racing.
-
-    Rows are upserted on first acquire; a new job type therefore needs no migration.
-    """
-
-    __tablename__ = "job_lock"
-
-    job_type: Mapped[str] = mapped_column(String(JOB_TYPE_LENGTH), primary_key=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=db_now())
+# A row that counts for once-per-period while it runs or once it has succeeded.
+_ONCE = text("once_per_period AND status IN ('RUNNING', 'SUCCESS')")
 
 
 class JobExecution(Base):
@@ -86,6 +77,15 @@ class JobExecution(Base):
             unique=True,
             postgresql_where=_RUNNING,
             sqlite_where=_RUNNING,
+        ),
+        # Invariant 8: at most one counted run (RUNNING or SUCCESS) per job type and period.
+        Index(
+            "uq_job_execution_once_per_period",
+            "job_type",
+            "period",
+            unique=True,
+            postgresql_where=_ONCE,
+            sqlite_where=_ONCE,
         ),
         # once-per-period pre-check: stays an index probe however long the history grows.
         Index(
@@ -111,12 +111,13 @@ class JobExecution(Base):
     flow_run_id: Mapped[str | None] = mapped_column(String(36))
     task_run_id: Mapped[str | None] = mapped_column(String(36))
     attempt: Mapped[int | None] = mapped_column(Integer())
+    # True for a once-per-period run that was not forced: the unique index above counts it.
+    once_per_period: Mapped[bool] = mapped_column(Boolean(), server_default=text("false"))
 
 
 # Core handles on the mapped tables, typed as Table for insert()/update() (statements stay Core:
 # the lock is a few round trips and must not pay for the ORM unit of work).
 job_execution = cast(Table, JobExecution.__table__)
-job_lock = cast(Table, JobLock.__table__)
 
 
 def status_is(status: Status) -> ColumnElement[bool]:

@@ -4,9 +4,35 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
+from enum import StrEnum
 
 from jobs.errors import JobsError
 from jobs.models import Status
+
+
+class SkipKind(StrEnum):
+    """Why a job did not run. Dependents of a job skipped for a kind in ``BLOCKS_DEPENDENTS`` are
+    skipped too: its work for the period is not done."""
+
+    DISABLED = "disabled"
+    UPSTREAM_FAILED = "upstream_failed"
+    UPSTREAM_RUNNING = "upstream_running"
+    ALREADY_RUNNING = "already_running"
+    ALREADY_DONE = "already_done"
+    PRE_CHECK = "pre_check"
+
+
+@dataclass(frozen=True)
+class Blocker:
+    """The upstream that keeps a job from running in this flow run, and why."""
+
+    job_type: str
+    kind: SkipKind  # UPSTREAM_FAILED or UPSTREAM_RUNNING
+
+    def reason(self) -> str:
+        if self.kind == SkipKind.UPSTREAM_RUNNING:
+            return f"upstream {self.job_type} is still running in another run"
+        return f"upstream {self.job_type} failed"
 
 
 @dataclass(frozen=True)
@@ -19,6 +45,7 @@ class JobOutcome:
     reason: str | None
     execution_id: int | None
     duration_s: float
+    skip_kind: SkipKind | None = None
 
     def describe(self) -> str:
         """``SUCCESS``, ``SKIPPED: reason`` or ``FAILURE: error``, as the CLI prints it."""

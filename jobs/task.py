@@ -14,28 +14,21 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import date
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 from prefect import Task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Engine, event
+from sqlalchemy.orm import Session, SessionTransaction
 
 from jobs.context import JobContext, JobLogger
 from jobs.engines import lock_policy, shared_engine
-from jobs.errors import JobsError, LockLostError, PreCheckError
+from jobs.errors import JobsError, PreCheckError
 from jobs.lease import Lease, clean_message, describe_exception
-from jobs.lock import (
-    Origin,
-    PreCheck,
-    PreCheckContext,
-    acquire_job_lock,
-    already_succeeded_for_period,
-    record_outcome,
-)
+from jobs.lock import Origin, PreCheck, acquire_job_lock, record_outcome
 from jobs.models import Status
-from jobs.outcome import JobOutcome
+from jobs.outcome import Blocker, JobOutcome, SkipKind
 from jobs.prefect_states import current_origin, quiet_stray_tracebacks, run_logger, state_for
 from jobs.registry import JobSpec
 from jobs.schedule import logical_period
@@ -48,29 +41,6 @@ AsyncBody = Callable[[JobContext], Awaitable[None]]
 JobBody = SyncBody | AsyncBody
 
 quiet_stray_tracebacks()
-
-
-def _all_pre_checks(checks: Iterable[PreCheck]) -> PreCheck | None:
-    """One pre-check that runs ``checks`` in order; the first reason to skip wins."""
-    chain = tuple(checks)
-    if not chain:
-        return None
-    if len(chain) == 1:
-        return chain[0]
-
-    def combined(ctx: PreCheckContext) -> str | None:
-        for check in chain:
-            if reason := check(ctx):
-                return reason
-        return None
-
-    return combined
-
-
-def upstream_skip_reason(blocker: str) -> str:
-    """``blocker`` is the job type that failed, or a job type and what else stops its dependents
-    (e.g. "import_events is still running in another run"): job types contain no spaces."""
-    return f"upstream {blocker}" if " " in blocker else f"upstream {blocker} failed"
 
 
 class _Attempt:
@@ -88,26 +58,37 @@ class _Attempt:
         self.lease: Lease | None = None
         self.outcome: JobOutcome | None = None
 
-    def _end(self, status: Status, reason: str | None, execution_id: int | None) -> JobOutcome:
+    def _end(
+        self,
+        status: Status,
+        reason: str | None,
+        execution_id: int | None,
+        skip_kind: SkipKind | None = None,
+    ) -> JobOutcome:
         self.outcome = JobOutcome(
             job_type=self.job_type,
             status=status,
             reason=reason,
             execution_id=execution_id,
             duration_s=round(time.monotonic() - self.started, 3),
+            skip_kind=skip_kind,
         )
         return self.outcome
 
-    def _record(self, status: Literal[Status.SKIPPED, Status.FAILURE], reason: str) -> JobOutcome:
+    def _skip(self, kind: SkipKind, reason: str) -> JobOutcome:
         assert self.engine is not None
         row = record_outcome(
-            self.engine, self.job_type, status, reason, period=self.period, origin=self.origin
+            self.engine,
+            self.job_type,
+            Status.SKIPPED,
+            reason,
+            period=self.period,
+            origin=self.origin,
         )
-        log = self.logger.info if status == Status.SKIPPED else self.logger.error
-        log("%s: %s (execution %d)", status, reason, row)
-        return self._end(status, reason, row)
+        self.logger.info("SKIPPED: %s (execution %d)", reason, row)
+        return self._end(Status.SKIPPED, reason, row, kind)
 
-    def begin(self, upstream_failed: str | None) -> JobOutcome | None:
+    def begin(self, blocked_by: Blocker | None) -> JobOutcome | None:
         """Everything before the body; an outcome here means the body does not run."""
         try:
             settings = get_settings()
@@ -115,22 +96,18 @@ class _Attempt:
             self.engine = shared_engine(settings)
             if not job_enabled(self.job_type):
                 flag = enabled_flag_name(self.job_type)
-                return self._record(Status.SKIPPED, f"disabled via {flag}")
-            if upstream_failed:
-                return self._record(Status.SKIPPED, upstream_skip_reason(upstream_failed))
-            checks: list[PreCheck] = []
-            if self.spec.once_per_period:
-                checks.append(already_succeeded_for_period)
-            if self.spec.pre_check is not None:
-                checks.append(self.spec.pre_check)
+                return self._skip(SkipKind.DISABLED, f"disabled via {flag}")
+            if blocked_by is not None:
+                return self._skip(blocked_by.kind, blocked_by.reason())
             result = acquire_job_lock(
                 self.engine,
                 self.job_type,
                 policy=lock_policy(settings),
                 period=self.period,
-                pre_check=_all_pre_checks(checks),
+                pre_check=self.spec.pre_check,
                 origin=self.origin,
-                run_pre_check=not self.force,
+                once_per_period=self.spec.once_per_period,
+                force=self.force,
             )
         except PreCheckError as err:
             self.logger.error("FAILURE: %s (execution %d)", err.message, err.execution_id)
@@ -143,7 +120,9 @@ class _Attempt:
             self.logger.info(
                 "SKIPPED: %s (execution %s)", result.reason, result.skipped_execution_id
             )
-            return self._end(Status.SKIPPED, result.reason, result.skipped_execution_id)
+            return self._end(
+                Status.SKIPPED, result.reason, result.skipped_execution_id, result.kind
+            )
         self.lease = result.lease
         return None
 
@@ -151,14 +130,16 @@ class _Attempt:
     def running(self) -> Iterator[JobContext]:
         """The body's context: lease (heartbeat, final status) and session (commit/rollback).
 
-        Exceptions become the outcome; only interruptions (SIGTERM, cancellation, KeyboardInterrupt)
-        propagate, after the lease has recorded them as FAILURE "interrupted".
+        The outcome is what the lease recorded. Any exception of the body becomes a FAILURE; only
+        interruptions (SIGTERM, cancellation, KeyboardInterrupt) propagate, once recorded.
         """
         lease = self.lease
         assert lease is not None and self.engine is not None and self.period is not None
         execution_id = lease.execution.id
+        error: BaseException | None = None
         try:
             with lease, Session(self.engine) as session:
+                event.listen(session, "after_begin", _watched_by(lease))
                 self.logger.info(
                     "started (execution %d, period %s)", execution_id, self.period.isoformat()
                 )
@@ -171,27 +152,34 @@ class _Attempt:
                     attempt=self.origin.attempt or 1,
                     _lease=lease,
                 )
-                # Fencing for the job's own data: do not commit work done under a lost lock.
-                if not lease.still_held():
-                    raise LockLostError(
-                        f"lock lost: execution {execution_id} was reaped or released while "
-                        "running; the job's changes were rolled back"
-                    )
                 # SUCCESS is written in the job's own transaction: data and status commit
                 # together, so a release that lands after the last heartbeat still wins.
                 if not lease.succeed_with(session.connection(), session.commit).recorded:
                     session.rollback()
-        except LockLostError as err:
-            self.logger.error("%s", err.message)
-            self._end(Status.FAILURE, err.message, execution_id)
-        except Exception as err:
-            # The same bounded, printable, password-free text as the row (see clean_message).
-            error = clean_message(describe_exception(err))
-            self.logger.error("FAILURE: %s (execution %d)", error, execution_id, exc_info=True)
-            self._end(Status.FAILURE, error, execution_id)
-        else:
+        except GeneratorExit:
+            raise
+        except BaseException as err:  # noqa: BLE001 - every exit of the body gets an outcome
+            error = err
+        self._conclude(lease, error)
+        if error is not None and not isinstance(error, Exception | SystemExit):
+            raise error
+
+    def _conclude(self, lease: Lease, error: BaseException | None) -> None:
+        final = lease.outcome
+        execution_id = lease.execution.id
+        if final is not None and final.status == Status.SUCCESS and final.recorded:
             self.logger.info("SUCCESS (execution %d)", execution_id)
             self._end(Status.SUCCESS, None, execution_id)
+            return
+        if final is not None and final.message:
+            message = final.message
+        elif error is not None:
+            message = clean_message(describe_exception(error))
+        else:
+            message = "failed without an exception"
+        exc_info = error if isinstance(error, Exception) else None
+        self.logger.error("FAILURE: %s (execution %d)", message, execution_id, exc_info=exc_info)
+        self._end(Status.FAILURE, message, execution_id)
 
     def state(self) -> State[Any]:
         assert self.outcome is not None
@@ -229,7 +217,7 @@ class BackgroundJob:
         return f"<BackgroundJob {self.job_type}>"
 
     def run(
-        self, *, period: date | None = None, force: bool = False, upstream_failed: str | None = None
+        self, *, period: date | None = None, force: bool = False, blocked_by: Blocker | None = None
     ) -> State[Any]:
         """Run the task to its final state from synchronous code (a sync flow, the CLI).
 
@@ -239,7 +227,7 @@ class BackgroundJob:
         kwargs: dict[str, Any] = {
             "period": period,
             "force": force,
-            "upstream_failed": upstream_failed,
+            "blocked_by": blocked_by,
         }
         if self.is_async:
             future = self.task.submit(**kwargs)
@@ -250,12 +238,19 @@ class BackgroundJob:
     __call__ = run  # the spec's runner: calling a job runs it
 
 
+def _watched_by(lease: Lease) -> Callable[[Session, SessionTransaction, Connection], None]:
+    def watch(_session: Session, _transaction: SessionTransaction, conn: Connection) -> None:
+        lease.watch_connection(conn.connection.dbapi_connection)
+
+    return watch
+
+
 def _sync_runner(spec: JobSpec, body: JobBody) -> Callable[..., Any]:
     def run(
-        period: date | None = None, force: bool = False, upstream_failed: str | None = None
+        period: date | None = None, force: bool = False, blocked_by: Blocker | None = None
     ) -> State[Any]:
         attempt = _Attempt(spec, period, force)
-        if attempt.begin(upstream_failed) is None:
+        if attempt.begin(blocked_by) is None:
             with attempt.running() as ctx:
                 body(ctx)
         return attempt.state()
@@ -265,12 +260,12 @@ def _sync_runner(spec: JobSpec, body: JobBody) -> Callable[..., Any]:
 
 def _async_runner(spec: JobSpec, body: JobBody) -> Callable[..., Any]:
     async def run(
-        period: date | None = None, force: bool = False, upstream_failed: str | None = None
+        period: date | None = None, force: bool = False, blocked_by: Blocker | None = None
     ) -> State[Any]:
         # The lock calls are short and synchronous; the heartbeat is a thread, so even a body
         # that blocks the event loop keeps beating.
         attempt = _Attempt(spec, period, force)
-        if attempt.begin(upstream_failed) is None:
+        if attempt.begin(blocked_by) is None:
             with attempt.running() as ctx:
                 await body(ctx)  # type: ignore[misc]
         return attempt.state()

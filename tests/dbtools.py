@@ -15,6 +15,7 @@ from sqlalchemy.engine import URL
 
 from jobs import schema
 from jobs.database import make_engine, normalize_url
+from jobs.lease import Lease
 
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -89,3 +90,12 @@ def counted_engine(url: URL) -> Iterator[tuple[Engine, CheckoutCounter]]:
         yield engine, counter
     finally:
         engine.dispose()
+
+
+def as_if_dead(lease: Lease) -> Lease:
+    """Make ``lease`` look like the lease of a process that died: on SQLite, where a live process
+    proves its lease with a flock, drop that flock; everywhere, stop its heartbeat."""
+    lease.stop_heartbeat()
+    if lease._held is not None:
+        lease._held.release()
+    return lease

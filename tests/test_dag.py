@@ -11,7 +11,7 @@ import pytest
 from flows.dispatch import run_in_order
 from jobs.errors import DependencyError
 from jobs.models import Status
-from jobs.outcome import JobOutcome
+from jobs.outcome import Blocker, JobOutcome
 from jobs.registry import JobSpec, Registry
 
 
@@ -73,19 +73,20 @@ class Recorder:
         self.body = body
         self.events: list[tuple[str, str]] = []
         self.upstream_failed: dict[str, str | None] = {}
+        self.blockers: dict[str, Blocker | None] = {}
         self.running = 0
         self.max_running = 0
         self._lock = threading.Lock()
         self.pool = ThreadPoolExecutor(max_workers=8)
 
-    def _run(self, spec: JobSpec, blocker: str | None) -> JobOutcome:
+    def _run(self, spec: JobSpec, blocker: Blocker | None) -> JobOutcome:
         with self._lock:
             self.events.append(("start", spec.job_type))
             self.running += 1
             self.max_running = max(self.max_running, self.running)
         try:
             if blocker is not None:
-                status, reason = Status.SKIPPED, f"upstream {blocker} failed"
+                status, reason = Status.SKIPPED, blocker.reason()
             elif spec.job_type in self.fail:
                 status, reason = Status.FAILURE, "boom"
             else:
@@ -98,8 +99,9 @@ class Recorder:
                 self.running -= 1
                 self.events.append(("end", spec.job_type))
 
-    def launch(self, spec: JobSpec, blocker: str | None) -> Future[JobOutcome]:
-        self.upstream_failed[spec.job_type] = blocker
+    def launch(self, spec: JobSpec, blocker: Blocker | None) -> Future[JobOutcome]:
+        self.upstream_failed[spec.job_type] = blocker.job_type if blocker else None
+        self.blockers[spec.job_type] = blocker
         return self.pool.submit(self._run, spec, blocker)
 
     def starts(self) -> list[str]:

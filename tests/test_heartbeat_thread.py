@@ -1,4 +1,4 @@
-"""One heartbeat thread per process beats for every running execution, on both backends."""
+"""One heartbeat thread per process and database beats for every running execution."""
 
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ def _heartbeat_at(engine: Engine, lease: Lease) -> object:
     return value
 
 
-def _heartbeat_threads() -> list[threading.Thread]:
-    return [th for th in threading.enumerate() if th.name == "heartbeat-all"]
+def _heartbeat_threads(engine: Engine) -> list[threading.Thread]:
+    return [th for th in threading.enumerate() if th.name == f"heartbeat:{engine.url.database}"]
 
 
 def test_one_thread_beats_for_every_running_execution(engine: Engine) -> None:
@@ -45,7 +45,7 @@ def test_one_thread_beats_for_every_running_execution(engine: Engine) -> None:
         ):
             assert time.monotonic() < deadline, "heartbeats did not keep coming"
             time.sleep(0.05)
-        assert len(_heartbeat_threads()) == 1
+        assert len(_heartbeat_threads(engine)) == 1
         assert all(lease.still_held() for lease in leases)
     assert all(lease.outcome is not None and lease.outcome.recorded for lease in leases)
 

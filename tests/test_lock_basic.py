@@ -18,6 +18,7 @@ from jobs import (
     Origin,
     PreCheckContext,
     PreCheckError,
+    SkipKind,
     Status,
     acquire_job_lock,
     already_succeeded_for_period,
@@ -180,12 +181,10 @@ def test_pre_check_gets_a_session_in_the_transaction_and_can_skip(engine: Engine
 
     result = acquire_job_lock(engine, "imp", policy=POLICY, pre_check=check)
     assert isinstance(result, LockNotAcquired)
-    assert (result.kind, result.reason) == ("pre_check", "nothing new to import")
+    assert (result.kind, result.reason) == (SkipKind.PRE_CHECK, "nothing new to import")
     assert seen == [0]
     assert [(s, e) for _, s, e in rows(engine)] == [("SKIPPED", "nothing new to import")]
-    forced = acquired(
-        acquire_job_lock(engine, "imp", policy=POLICY, pre_check=check, run_pre_check=False)
-    )
+    forced = acquired(acquire_job_lock(engine, "imp", policy=POLICY, pre_check=check, force=True))
     forced.lease.succeed()
 
 

@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import Engine, literal, select, update
 from sqlalchemy.engine import URL
 
-from jobs import LockAcquired, LockNotAcquired, LockPolicy, acquire_job_lock
+from jobs import LockAcquired, LockNotAcquired, LockPolicy, SkipKind, acquire_job_lock
 from jobs.clock import db_now_minus, is_stale
 from jobs.models import job_execution as t
-from tests import workers
+from tests import dbtools, workers
 
 CTX = mp.get_context("spawn")
 
@@ -69,7 +69,7 @@ POLICY = LockPolicy(stale_after_ms=2_000, heartbeat_every_ms=500)
 def test_reaping_follows_last_sign_of_life(
     engine: Engine, started_ago: int, beat_ago: int | None, reaped: bool
 ) -> None:
-    old = _acquired(acquire_job_lock(engine, "j", policy=POLICY)).lease
+    old = dbtools.as_if_dead(_acquired(acquire_job_lock(engine, "j", policy=POLICY)).lease)
     _set_last_beat(engine, old.execution.id, started_ago_ms=started_ago, beat_ago_ms=beat_ago)
     result = acquire_job_lock(engine, "j", policy=POLICY)
     if reaped:
@@ -80,9 +80,25 @@ def test_reaping_follows_last_sign_of_life(
         assert not old.succeed().recorded  # fencing: the reaped run cannot overwrite
         assert new.succeed().recorded
     else:
-        assert isinstance(result, LockNotAcquired) and result.kind == "already_running"
+        assert isinstance(result, LockNotAcquired) and result.kind == SkipKind.ALREADY_RUNNING
         assert _status(engine, old.execution.id) == ("RUNNING", None)
         assert old.succeed().recorded
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_sqlite_live_process_is_not_reaped_however_silent(engine: Engine) -> None:
+    """On SQLite the holder's flock proves it alive: a silent heartbeat (its own job holds the
+    write lock) is no reason to reap. Once the flock is gone (the process died), it is stale."""
+    old = _acquired(acquire_job_lock(engine, "quiet", policy=POLICY)).lease
+    _set_last_beat(engine, old.execution.id, started_ago_ms=60_000, beat_ago_ms=50_000)
+    blocked = acquire_job_lock(engine, "quiet", policy=POLICY)
+    assert isinstance(blocked, LockNotAcquired) and blocked.kind == SkipKind.ALREADY_RUNNING
+    assert _status(engine, old.execution.id) == ("RUNNING", None)
+    assert old.still_held()
+    dbtools.as_if_dead(old)
+    new = _acquired(acquire_job_lock(engine, "quiet", policy=POLICY)).lease
+    assert _status(engine, old.execution.id)[0] == "FAILURE"
+    assert new.succeed().recorded
 
 
 def test_live_job_is_never_reaped_over_several_thresholds(engine: Engine) -> None:

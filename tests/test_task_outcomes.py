@@ -15,7 +15,7 @@ from jobs.app_models import DailyEventRollup
 from jobs.lease import LockPolicy
 from jobs.lock import PreCheckContext, acquire_job_lock
 from jobs.models import Status, job_execution
-from jobs.outcome import JobFailedError, JobOutcome
+from jobs.outcome import Blocker, JobFailedError, JobOutcome, SkipKind
 from jobs.prefect_states import outcome_from_state
 from jobs.task import JobContext, background_job
 from tests.jobtools import PERIOD, rows, run_task
@@ -199,7 +199,7 @@ def test_pre_check_skip_and_pre_check_error(job_env: URL, engine: Engine) -> Non
 
 
 def test_upstream_failed_is_skipped_in_both_systems(job_env: URL, engine: Engine) -> None:
-    run = run_task(t_ok, upstream_failed="t_boom")
+    run = run_task(t_ok, blocked_by=Blocker("t_boom", SkipKind.UPSTREAM_FAILED))
     assert (run.state.name, run.state.message) == ("Skipped", "upstream t_boom failed")
     (row,) = rows(engine, "t_ok")
     assert (row.status, row.error_message) == (Status.SKIPPED, "upstream t_boom failed")

@@ -57,8 +57,8 @@ def new(
     for action, path, note in job.files:
         typer.echo(f"  {action:<9}{path:<{width}}  {note}".rstrip())
     typer.echo(
-        "no migration: a new job type needs no database entry (its job_lock row is created on "
-        "its first run).\n  If the job needs tables of its own: add models to jobs/app_models.py, "
+        "no migration: a new job type needs no database entry.\n"
+        "  If the job needs tables of its own: add models to jobs/app_models.py, "
         f'then\n  alembic revision --autogenerate -m "{name} tables" && alembic upgrade head'
     )
     steps = [

@@ -1,4 +1,4 @@
-"""Operator commands: list, check, status, history, unlock."""
+"""Operator commands: list, check, status, history, unlock, reap."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from jobs.cli import render
 from jobs.cli.exit_codes import ExitCode
 from jobs.cli.runtime import load_registry, load_runtime, open_database
 from jobs.models import Status
+from jobs.reaper import sweep
 
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")
@@ -34,7 +35,7 @@ def check() -> None:
 
     Checks the settings, the job catalog and its dependency order, the enable flags, the cron
     schedule and timezone, that the database answers, that its migrations are at head, and that
-    every job's tables exist (a missing job_lock row is fine: it is created on first run).
+    every job's tables exist.
     Prints one OK/FAIL line per check. Never writes to the database.
     """
     results = run_checks(load_registry)
@@ -152,3 +153,19 @@ def unlock(
     )
     if name not in runtime.registry:
         typer.echo(f"note: {name!r} is not a registered job (see `jobctl list`)")
+
+
+def reap() -> None:
+    """End every dead run now: RUNNING executions of any job type whose last heartbeat is older
+    than STALE_JOB_THRESHOLD_MS (and, on SQLite, whose process is gone) become FAILURE
+    `abandoned: no heartbeat since …`. Prints what it ended. The nightly flow does the same when it
+    starts; acquiring a job does it for that job.
+    """
+    runtime = load_runtime()
+    with open_database(runtime.settings) as engine:
+        reaped = sweep(engine, runtime.settings.stale_job_threshold_ms)
+    if not reaped:
+        typer.echo("nothing to reap: no RUNNING execution is stale")
+        return
+    for dead in reaped:
+        typer.echo(f"reaped execution {dead.execution_id} of {dead.job_type}: {dead.message}")
