@@ -22,6 +22,7 @@ MEASUREMENTS: dict[str, str] = {
     "1": "bench.lock_roundtrip",
     "4": "bench.contention",
     "5": "bench.history",
+    "7": "bench.stuck_beat",
     "2": "bench.prefect_lock",
     "3": "bench.task_overhead",
     "6": "bench.cold_start",

@@ -40,7 +40,7 @@ class Row:
     ratio: float | None = None
     target: float | None = None
     better: str = "lower"  # "lower": ratio ≤ target meets it; "higher": ratio ≥ target
-    unit: str = "x"  # "x" for ratios; "ms" when the target is an absolute latency
+    unit: str = "x"  # "x" for ratios; "ms" for an absolute latency; any other word for a count
     status: str = ""  # met / MISSED / info / FAILED
     note: str = ""
     data: dict[str, Any] = field(default_factory=dict)
@@ -60,13 +60,17 @@ class Row:
         if self.target is None:
             return ""
         sign = "≤" if self.better == "lower" else "≥"
-        return f"{sign} {self.target:g} ms" if self.unit == "ms" else f"{sign} {self.target:g}x"
+        if self.unit == "x":
+            return f"{sign} {self.target:g}x"
+        return f"{sign} {self.target:g} {self.unit}"
 
     @property
     def ratio_text(self) -> str:
         if self.ratio is None:
             return ""
-        return fmt_ms(self.ratio) if self.unit == "ms" else f"{self.ratio:.2f}x"
+        if self.unit == "x":
+            return f"{self.ratio:.2f}x"
+        return fmt_ms(self.ratio) if self.unit == "ms" else f"{self.ratio:g} {self.unit}"
 
 
 def fmt_ms(value: float) -> str:

@@ -20,6 +20,8 @@ DEFAULT_DATABASE_URL = "sqlite:///jobs.sqlite3"
 DEFAULT_CRON = "0 0 * * *"
 DEFAULT_STALE_MS = 300_000
 MIN_STALE_MS = 10
+# Each parallel job holds a pooled connection (and a thread) for as long as it runs.
+MAX_PARALLEL_LIMIT = 64
 ENV_FILE = ".env"
 
 _TRUE = frozenset({"true", "1", "yes", "on"})
@@ -82,8 +84,10 @@ class Settings(BaseSettings):
     @classmethod
     def _parallel(cls, value: Any) -> int:
         text = str(value).strip()
-        if not re.fullmatch(r"[+]?\d+", text) or int(text) < 1:
-            raise ValueError(f"MAX_PARALLEL_JOBS must be an integer >= 1, got {text!r}")
+        if not re.fullmatch(r"[+]?\d+", text) or not 1 <= int(text) <= MAX_PARALLEL_LIMIT:
+            raise ValueError(
+                f"MAX_PARALLEL_JOBS must be an integer from 1 to {MAX_PARALLEL_LIMIT}, got {text!r}"
+            )
         return int(text)
 
     @field_validator("sync_cron_schedule", mode="before")

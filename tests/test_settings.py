@@ -58,7 +58,11 @@ def test_defaults() -> None:
             "JOB_HEARTBEAT_INTERVAL_MS (500) must be less than half of STALE_JOB_THRESHOLD_MS",
         ),
         ({"SYNC_CRON_TIMEZONE": "Mars/Olympus"}, "not a known IANA timezone"),
-        ({"MAX_PARALLEL_JOBS": "0"}, "MAX_PARALLEL_JOBS must be an integer >= 1"),
+        ({"MAX_PARALLEL_JOBS": "0"}, "MAX_PARALLEL_JOBS must be an integer from 1 to 64"),
+        (
+            {"MAX_PARALLEL_JOBS": "65"},
+            "MAX_PARALLEL_JOBS must be an integer from 1 to 64, got '65'",
+        ),
     ],
 )
 def test_invalid_values(
