@@ -101,10 +101,10 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        # The lock's own writes take the write lock at BEGIN, so acquirers queue there instead of
-        # both reading "nothing running" and racing. Everything else (reads, the job's session)
-        # starts deferred: a reader never waits for a writer, and a job's open transaction does
-        # not hold the write lock before it writes.
+        # Writers (the lock, the job's session) take the write lock at BEGIN: acquirers queue
+        # there instead of both reading "nothing running" and racing, and a job that reads then
+        # writes never fails on a snapshot another writer made stale. Reads start deferred, so a
+        # reader (`jobctl status`) never waits for a writer.
         immediate = conn.get_execution_options().get(WRITE_LOCK, False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
@@ -201,11 +201,22 @@ def make_engine(
     return engine
 
 
+def for_writing(engine: Engine) -> Engine:
+    """The same engine (and pool) whose transactions, on SQLite, take the write lock at BEGIN."""
+    return engine.execution_options(**{WRITE_LOCK: True})
+
+
 @contextlib.contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
     """A transaction for the lock's own writes; on SQLite it holds the write lock from BEGIN."""
-    with engine.connect().execution_options(**{WRITE_LOCK: True}) as conn, conn.begin():
+    with for_writing(engine).begin() as conn:
         yield conn
+
+
+def is_busy(err: BaseException) -> bool:
+    """SQLite said another connection holds the write lock (past the busy timeout)."""
+    orig = err.orig if isinstance(err, exc.DBAPIError) else None
+    return getattr(orig, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 @contextlib.contextmanager

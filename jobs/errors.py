@@ -38,6 +38,10 @@ class LockLostError(LockError):
     """lock lost: the execution row was reaped or released while the job was running."""
 
 
+class FinalStatusNotRecordedError(LockError):
+    """The final status could not be written (database unreachable): the row will be reaped."""
+
+
 class PreCheckError(LockError):
     """The job's pre-check raised: the execution is recorded as FAILURE."""
 

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine, bindparam, exc, select, update
 from jobs import interrupts
 from jobs.clock import db_now
 from jobs.database import describe_db_error, one_statement
-from jobs.errors import LockLostError
+from jobs.errors import FinalStatusNotRecordedError, LockLostError
 from jobs.heartbeat import Heartbeat
 from jobs.liveness import HeldLease
 from jobs.models import ERROR_MESSAGE_LIMIT, Status, status_is
@@ -116,7 +116,8 @@ _Fatal = (exc.OperationalError, exc.InterfaceError)
 class Lease:
     """The RUNNING execution this process holds. Use as a context manager around the job body:
     SUCCESS on return, FAILURE with the message on exception, FAILURE "interrupted" on SIGTERM,
-    KeyboardInterrupt or cancellation. Leaving raises ``LockLostError`` if the row was taken away.
+    KeyboardInterrupt or cancellation. Leaving raises ``LockLostError`` if the row was taken away,
+    ``FinalStatusNotRecordedError`` if the database stayed unreachable.
     """
 
     def __init__(
@@ -342,5 +343,8 @@ class Lease:
         else:  # KeyboardInterrupt, asyncio cancellation, Prefect's TerminationSignal
             self._interrupted = True
             outcome = self.finish(Status.FAILURE, f"interrupted ({type(exc_value).__name__})")
-        if outcome.result == Finish.LOCK_LOST and not self._interrupted:
+        if self._interrupted or outcome.recorded:
+            return
+        if outcome.result == Finish.LOCK_LOST:
             raise LockLostError(outcome.detail) from exc_value
+        raise FinalStatusNotRecordedError(outcome.detail) from exc_value

@@ -12,10 +12,13 @@ PostgreSQL needs none of this: its rows are reaped by heartbeat age alone (many 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from pathlib import Path
 
 from sqlalchemy.engine import URL
+
+log = logging.getLogger("jobs.liveness")
 
 try:
     import fcntl
@@ -50,7 +53,19 @@ class HeldLease:
 
 
 def hold(directory: Path | None, execution_id: int) -> HeldLease | None:
-    return None if directory is None else HeldLease(directory / str(execution_id))
+    """Hold the lease's flock; None (heartbeats alone prove liveness) where that is impossible."""
+    if directory is None:
+        return None
+    try:
+        return HeldLease(directory / str(execution_id))
+    except OSError as err:
+        log.warning(
+            "cannot hold lease file %s (%s): liveness falls back to heartbeats, so a job whose "
+            "open transaction blocks its heartbeat for STALE_JOB_THRESHOLD_MS may be reaped",
+            directory / str(execution_id),
+            err,
+        )
+        return None
 
 
 def is_alive(directory: Path | None, execution_id: int) -> bool:
@@ -63,7 +78,7 @@ def is_alive(directory: Path | None, execution_id: int) -> bool:
         return False
     try:
         fd = os.open(directory / str(execution_id), os.O_RDWR)
-    except FileNotFoundError:
+    except OSError:  # missing (nobody holds it), or unreadable: heartbeats alone decide
         return False
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -23,6 +23,7 @@ from sqlalchemy import Connection, Engine, event
 from sqlalchemy.orm import Session, SessionTransaction
 
 from jobs.context import JobContext, JobLogger
+from jobs.database import for_writing
 from jobs.engines import lock_policy, shared_engine
 from jobs.errors import JobsError, PreCheckError
 from jobs.lease import Lease, clean_message, describe_exception
@@ -138,7 +139,7 @@ class _Attempt:
         execution_id = lease.execution.id
         error: BaseException | None = None
         try:
-            with lease, Session(self.engine) as session:
+            with lease, Session(for_writing(self.engine)) as session:
                 event.listen(session, "after_begin", _watched_by(lease))
                 self.logger.info(
                     "started (execution %d, period %s)", execution_id, self.period.isoformat()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Engine, inspect
 
 from jobs.errors import ConfigurationError, PreCheckError
 from jobs.lease import LockPolicy
@@ -118,7 +118,7 @@ def test_job_type_that_looks_like_sql_is_rejected_in_one_line(
     assert message.endswith("rename it")
     with pytest.raises(ConfigurationError):
         record_outcome(engine, job_type, Status.SKIPPED, "never written")
-    assert {"job_execution", "job_lock"} <= set(inspect(engine).get_table_names())
+    assert "job_execution" in set(inspect(engine).get_table_names())
     assert executions(engine) == []
 
 
@@ -135,6 +135,3 @@ def test_identifier_that_is_sql_is_handled_as_data(engine: Engine, job_type: str
         ("bystander", Status.SKIPPED),
         (job_type, Status.SUCCESS),
     ]
-    with engine.connect() as conn:
-        locks = conn.execute(text("SELECT job_type FROM job_lock ORDER BY job_type")).scalars()
-        assert list(locks) == [job_type]

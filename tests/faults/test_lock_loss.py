@@ -3,6 +3,7 @@ it must not overwrite the run that took over."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -83,11 +84,13 @@ def _freeze(pid: int, engine: Engine, execution_id: int) -> None:
     raise AssertionError("could not freeze the holder between two heartbeats")
 
 
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 def test_stalled_run_is_reaped_and_cannot_overwrite_the_newer_run(
     db_url: URL, engine: Engine, children: Children
 ) -> None:
     """The holder freezes (GC pause, VM stall: SIGSTOP) past the threshold and is reaped; when it
-    wakes up, still_held() is False, its exit raises LockLostError, the new run is untouched."""
+    wakes up, still_held() is False, its exit raises LockLostError, the new run is untouched.
+    (On SQLite a frozen process still holds its lease's flock: see the next test.)"""
     policy = LockPolicy(1000, 100)
     started, release, out = SPAWN.Event(), SPAWN.Event(), SPAWN.Queue()
     holder = children.start(
@@ -129,6 +132,45 @@ def test_stalled_run_is_reaped_and_cannot_overwrite_the_newer_run(
     assert rows[new_id].status == Status.RUNNING, "the stale run overwrote the newer one"
     assert rows[old_id].error_message.startswith("abandoned: no heartbeat since ")
     assert newer.lease.succeed().recorded
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_sqlite_frozen_process_keeps_its_lease(
+    db_url: URL, engine: Engine, children: Children
+) -> None:
+    """SQLite is one host: a frozen (SIGSTOPped) holder is alive, so it is not reaped however long
+    it is silent; once it continues, it finishes SUCCESS. Only its death releases the lease."""
+    policy = LockPolicy(1000, 100)
+    started, release, out = SPAWN.Event(), SPAWN.Event(), SPAWN.Queue()
+    holder = children.start(
+        SPAWN.Process(
+            target=child.hold,
+            kwargs={
+                "url": url_str(db_url),
+                "job_type": JOB,
+                "stale_ms": 1000,
+                "heartbeat_ms": 100,
+                "started": started,
+                "release": release,
+                "out": out,
+            },
+        )
+    )
+    old_id = expect(out, "started", 60)["id"]
+    assert holder.pid is not None
+    _freeze(holder.pid, engine, old_id)
+    try:
+        deadline = time.monotonic() + 3.5  # more than three thresholds of silence
+        while time.monotonic() < deadline:
+            assert not acquire_job_lock(engine, JOB, policy=policy).acquired
+            time.sleep(0.2)
+    finally:
+        os.kill(holder.pid, signal.SIGCONT)
+    release.set()
+    done = expect(out, "done", 30)
+    children.join_all(15)
+    assert done["recorded"], done
+    assert {r.id: r.status for r in executions(engine, JOB)}[old_id] == Status.SUCCESS
 
 
 def _eventually(check: Any, timeout: float) -> bool:
@@ -192,12 +234,20 @@ class BeatGate:
         self._block_after_hold = False
         self.commit_held = threading.Event()
         self.release_commit = threading.Event()
-        event.listen(engine, "before_cursor_execute", self._before_execute)
-        event.listen(engine, "commit", self._before_commit)
+        # The heartbeat has an engine of its own, made inside the process: listen on every engine
+        # and act only in the beater thread of this database.
+        self._thread_name = f"heartbeat:{engine.url.database}"
+        event.listen(Engine, "before_cursor_execute", self._before_execute)
+        event.listen(Engine, "commit", self._before_commit)
 
-    @staticmethod
-    def _in_heartbeat() -> bool:
-        return threading.current_thread().name.startswith("heartbeat-")
+    def close(self) -> None:
+        self.unblock()
+        self.release_commit.set()
+        event.remove(Engine, "before_cursor_execute", self._before_execute)
+        event.remove(Engine, "commit", self._before_commit)
+
+    def _in_heartbeat(self) -> bool:
+        return threading.current_thread().name == self._thread_name
 
     def _before_execute(self, *_: Any) -> None:
         if self._in_heartbeat():
@@ -293,8 +343,7 @@ def test_reap_rechecks_staleness_under_the_row_lock(pg_engine: Engine, pg_url: U
             # beat confirms the lock again.
             assert _eventually(lease.still_held, 5)
     finally:
-        gate.unblock()
-        gate.release_commit.set()
+        gate.close()
         won = contender.get("r")
         if isinstance(won, LockAcquired):
             won.lease.succeed()
@@ -303,18 +352,21 @@ def test_reap_rechecks_staleness_under_the_row_lock(pg_engine: Engine, pg_url: U
     assert rows[lease.execution.id].status == Status.SUCCESS
 
 
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 def test_still_held_turns_false_before_the_row_can_be_reaped(
     engine: Engine, runner_engine: Engine
 ) -> None:
     """A beat whose commit is slow is dated when it ran, not when it was confirmed: the holder must
     count its silence from the moment it sent the beat, or it believes it still holds the lock
-    for a while after another process has reaped it (two runners)."""
+    for a while after another process has reaped it (two runners). PostgreSQL only: on SQLite a
+    live process keeps its lease by its flock, whatever its heartbeat does."""
     gate = BeatGate(runner_engine)
     policy = LockPolicy(1000, 100)
     lease: Lease = _acquire(runner_engine, policy).lease
     won: LockAcquired | None = None
     held_after_reap: bool | None = None
-    with pytest.raises(LockLostError), lease:
+    with contextlib.ExitStack() as cleanup, pytest.raises(LockLostError), lease:
+        cleanup.callback(gate.close)
         _eventually(lambda: executions(engine, JOB)[0].heartbeat_at is not None, 10)
         gate.hold_next_commit(0.5, then_block=True)  # the last beat that gets through is slow
         if gate.commit_held.wait(10):
