@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import select
 import sqlite3
@@ -12,7 +13,6 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.pool import NullPool
 
 from jobs.errors import ConfigurationError, DatabaseError
 from jobs.settings import Settings, mask_url
@@ -109,6 +109,20 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+def _never_across_fork(engine: Engine) -> None:
+    """A forked child must not use its parent's pooled connections: it opens its own."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(_dbapi_conn: Any, record: Any) -> None:
+        record.info["pid"] = os.getpid()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(_dbapi_conn: Any, record: Any, proxy: Any) -> None:
+        if record.info.get("pid") != os.getpid():
+            record.dbapi_connection = proxy.dbapi_connection = None  # never closed by the child
+            raise exc.DisconnectionError("connection made in the parent process before a fork")
+
+
 def _server_hung_up(dbapi_conn: Any) -> bool:
     """True when the server closed this idle connection (restart, pg_terminate_backend): it then
     sends a FATAL message and closes the socket, so there is something to read. A healthy idle
@@ -166,13 +180,17 @@ def make_engine(
     """
     parsed = normalize_url(url) if isinstance(url, str) else url
     if parsed.get_backend_name() == "sqlite":
-        # NullPool: a SQLite connection is cheap and must not be shared across forks.
-        # check_same_thread off: SIGTERM handling rolls back a job's connection from another
-        # thread (the sqlite library serializes calls on one connection).
+        # Pooled: closing the last connection to a WAL database checkpoints it (an fsync), which
+        # would cost every acquisition milliseconds. check_same_thread off: SIGTERM handling rolls
+        # back a job's connection from another thread (the library serializes calls on it).
         engine = create_engine(
-            parsed, poolclass=NullPool, connect_args={"check_same_thread": False}
+            parsed,
+            pool_size=pool_size,
+            max_overflow=2 * pool_size,
+            connect_args={"check_same_thread": False},
         )
         _configure_sqlite(engine, busy_timeout_ms)
+        _never_across_fork(engine)
         return engine
     connect_args: dict[str, Any] = {
         "connect_timeout": PG_CONNECT_TIMEOUT_S,
@@ -198,6 +216,7 @@ def make_engine(
     )
     # A restarted server leaves dead pooled connections behind: replaced at checkout.
     _check_connections_on_checkout(engine)
+    _never_across_fork(engine)
     return engine
 
 
