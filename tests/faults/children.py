@@ -202,3 +202,200 @@ def hold_for_sigterm(
             worker = threading.Thread(target=body, name="job-body", daemon=True)
             worker.start()
             worker.join(CHILD_LIMIT_S)
+
+
+# --- liveness v2 (tests/faults/test_liveness_v2.py) ---------------------------------------------
+
+
+def _marker(job_type: str, execution_id: int, what: str) -> Any:
+    """A row of the application's own data, written by a job body in its session."""
+    from datetime import date
+
+    from sqlalchemy import insert
+
+    from jobs.app_models import DailyEventRollup
+
+    return insert(DailyEventRollup).values(
+        day=date(2026, 11, 28),
+        kind=f"{job_type}:{execution_id}:{what}"[:50],
+        event_count=1,
+        amount_cents=0,
+    )
+
+
+def contend_while(
+    *,
+    url: str,
+    job_types: list[str],
+    stale_ms: int,
+    heartbeat_ms: int,
+    spacing_s: float,
+    ready: Event,
+    go: Event,
+    stop: Event,
+    stopped: Event,
+    out: Queue[dict[str, Any]],
+    limit_s: float = 60.0,
+) -> None:
+    """Once ``go`` is set, try every job type of ``job_types`` every ``spacing_s`` until ``stop``.
+
+    Sets ``ready`` once imported and connected, ``stopped`` when done; reports one ``stopped``
+    event with every attempt (a win is finished at once, as SUCCESS) and the error, if any.
+    """
+    from sqlalchemy import text
+
+    engine = make_engine(url)
+    policy = LockPolicy(stale_ms, heartbeat_ms)
+    tries: list[dict[str, Any]] = []
+    error: str | None = None
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        ready.set()
+        if not go.wait(limit_s):
+            error = "never told to go"
+            return
+        deadline = time.monotonic() + limit_s
+        while not stop.is_set() and time.monotonic() < deadline:
+            for job_type in job_types:
+                began = time.monotonic()
+                result = acquire_job_lock(engine, job_type, policy=policy)
+                took = round(time.monotonic() - began, 3)
+                if result.acquired:
+                    result.lease.succeed()
+                    tries.append(
+                        {"event": "acquired", "job_type": job_type, "id": result.execution.id}
+                    )
+                else:
+                    tries.append(
+                        {
+                            "event": "skipped",
+                            "job_type": job_type,
+                            "reason": result.reason,
+                            "kind": str(result.kind),
+                            "id": result.skipped_execution_id,
+                            "took_s": took,
+                        }
+                    )
+            stop.wait(spacing_s)
+    except BaseException as err:
+        error = repr(err)
+        raise
+    finally:
+        out.put({"event": "stopped", "tries": tries, "error": error})
+        stopped.set()
+        engine.dispose()
+
+
+def write_then_hold(
+    *,
+    url: str,
+    job_type: str,
+    stale_ms: int,
+    heartbeat_ms: int,
+    out: Queue[dict[str, Any]],
+) -> None:
+    """A job body as ``jobs.task`` runs it (lease, then a session watched by the lease) that
+    writes a row and then keeps its write transaction open until the process is killed."""
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    from jobs.database import for_writing
+    from jobs.task import _watched_by  # exactly what the task wires between session and lease
+
+    engine = make_engine(url)
+    result = acquire_job_lock(engine, job_type, policy=LockPolicy(stale_ms, heartbeat_ms))
+    assert result.acquired
+    lease = result.lease
+    with lease, Session(for_writing(engine)) as session:
+        event.listen(session, "after_begin", _watched_by(lease))
+        session.execute(_marker(job_type, lease.execution.id, "uncommitted"))
+        out.put({"event": "written", "id": lease.execution.id})
+        deadline = time.monotonic() + CHILD_LIMIT_S
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+        lease.succeed_with(session.connection(), session.commit)
+
+
+def hold_parallel(
+    *,
+    url: str,
+    job_types: list[str],
+    stale_ms: int,
+    heartbeat_ms: int,
+    pool: str,
+    release: Event,
+    out: Queue[dict[str, Any]],
+) -> None:
+    """One thread per job type (as a thread-pool task runner with MAX_PARALLEL_JOBS runs them):
+    each takes its lock, writes a row in its own session and keeps that transaction open until
+    ``release``, then commits data and SUCCESS together as ``jobs.task`` does.
+
+    ``pool``: ``settings`` builds the engine as production does (MAX_PARALLEL_JOBS = number of
+    jobs); ``default`` is make_engine's 5+5 pool, which the ten open sessions exhaust.
+    Reports ``started`` per job, then ``done`` per job.
+    """
+    from pydantic import SecretStr
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    from jobs.database import engine_from_settings, for_writing
+    from jobs.settings import Settings
+    from jobs.task import _watched_by
+
+    interrupts.install()  # the leases are entered in worker threads
+    if pool == "settings":
+        settings = Settings(
+            database_url=SecretStr(url),
+            stale_job_threshold_ms=stale_ms,
+            job_heartbeat_interval_ms=heartbeat_ms,
+            max_parallel_jobs=len(job_types),
+        )
+        engine = engine_from_settings(settings)
+    else:
+        engine = make_engine(url)
+    policy = LockPolicy(stale_ms, heartbeat_ms)
+
+    def run(job_type: str) -> None:
+        report: dict[str, Any] = {"event": "done", "job_type": job_type, "lock_lost": None}
+        try:
+            result = acquire_job_lock(engine, job_type, policy=policy)
+            if not result.acquired:
+                out.put({"event": "not_acquired", "job_type": job_type, "reason": result.reason})
+                return
+            lease = result.lease
+            report["id"] = lease.execution.id
+            try:
+                with lease, Session(for_writing(engine)) as session:
+                    event.listen(session, "after_begin", _watched_by(lease))
+                    session.execute(_marker(job_type, lease.execution.id, "data"))
+                    out.put({"event": "started", "job_type": job_type, "id": lease.execution.id})
+                    release.wait(CHILD_LIMIT_S)
+                    report["held_before_finish"] = lease.still_held()
+                    report.update(_heartbeat_stats(lease))
+                    if not lease.succeed_with(session.connection(), session.commit).recorded:
+                        session.rollback()
+            except LockLostError as err:
+                report["lock_lost"] = str(err)
+            outcome = lease.outcome
+            assert outcome is not None
+            report.update(
+                recorded=outcome.recorded, status=str(outcome.status), detail=outcome.detail
+            )
+        except BaseException as err:
+            report["error"] = repr(err)
+            raise
+        finally:
+            out.put(report)
+
+    workers = [
+        threading.Thread(target=run, args=(job_type,), name=f"job-{job_type}")
+        for job_type in job_types
+    ]
+    try:
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(CHILD_LIMIT_S)
+    finally:
+        engine.dispose()
