@@ -15,7 +15,7 @@ from typing import Any
 
 from jobs import interrupts
 from jobs.database import make_engine
-from jobs.errors import LockLostError
+from jobs.errors import FinalStatusNotRecordedError, LockLostError
 from jobs.lease import Lease, LockPolicy
 from jobs.lock import acquire_job_lock
 
@@ -59,6 +59,7 @@ def hold(
             return
         lease = result.lease
         lock_lost: str | None = None
+        not_recorded: str | None = None
         try:
             with lease:
                 out.put({"event": "started", "id": lease.execution.id})
@@ -71,6 +72,8 @@ def hold(
                         out.put({"event": "not_held"})
         except LockLostError as err:
             lock_lost = str(err)
+        except FinalStatusNotRecordedError as err:
+            not_recorded = str(err)
         outcome = lease.outcome
         assert outcome is not None
         out.put(
@@ -80,6 +83,7 @@ def hold(
                 "status": str(outcome.status),
                 "detail": outcome.detail,
                 "lock_lost": lock_lost,
+                "not_recorded": not_recorded,
                 **_heartbeat_stats(lease),
             }
         )

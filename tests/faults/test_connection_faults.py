@@ -180,8 +180,9 @@ def test_database_away_past_the_window_row_is_reaped_later(
     children: Children,
     tmp_path: Path,
 ) -> None:
-    """Down longer than the threshold: the run knows it lost the lock, cannot record its status,
-    and the next acquirer reaps the row once the server is back. Never RUNNING forever."""
+    """Down longer than the threshold: the run is told it may no longer hold the lock, cannot
+    record its status and says why (the database, not a reaper), and the next acquirer reaps the
+    row once the server is back. Never RUNNING forever."""
     stale_ms, heartbeat_ms = 1500, 150
     log = tmp_path / "holder.log"
     _, release, out, exec_id = _start_holder(children, cluster_url, stale_ms, heartbeat_ms, log)
@@ -192,8 +193,9 @@ def test_database_away_past_the_window_row_is_reaped_later(
     release.set()
     done = expect(out, "done", 30)
     assert not done["recorded"]
-    assert "database unavailable" in done["detail"], done
-    assert done["lock_lost"] is not None and "not recorded" in done["lock_lost"]
+    assert "not recorded: database unreachable for " in done["detail"], done
+    assert done["not_recorded"] == done["detail"] and done["lock_lost"] is None, done
+    assert "reaped or released" not in done["detail"]
     assert PASSWORD not in done["detail"] + log.read_text()
     children.join_all(15)
 
