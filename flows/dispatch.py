@@ -10,6 +10,7 @@ import queue
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 
+from jobs.interrupts import is_interruption
 from jobs.models import Status
 from jobs.outcome import Blocker, JobOutcome, SkipKind
 from jobs.registry import JobSpec
@@ -77,9 +78,11 @@ def run_in_order(
                 blocked[spec.job_type] = blocker
             try:
                 future = launch(spec, blocker)
-            except Exception as err:  # noqa: BLE001 - recorded as this job's failure
+            except BaseException as err:
+                if is_interruption(err):
+                    raise  # Ctrl-C, cancellation: the whole run stops
                 future = Future()
-                future.set_exception(err)
+                future.set_exception(err)  # recorded as this job's failure
             running[future] = spec
             future.add_done_callback(finished.put)
         if not running:  # pragma: no cover - impossible for a topological order

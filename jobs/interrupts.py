@@ -11,6 +11,7 @@ must call ``install()`` from its main thread at start-up, or SIGTERM leaves its 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -22,11 +23,29 @@ if TYPE_CHECKING:
     from jobs.lease import Lease
 
 _FINISH_TIMEOUT_S = 10.0
+# Exceptions that stop the run rather than fail the job: recorded, then re-raised. Any other
+# BaseException (SystemExit, a library's own) is the job's failure and does not stop the flow.
+_interruptions: tuple[type[BaseException], ...] = (
+    KeyboardInterrupt,
+    asyncio.CancelledError,
+    GeneratorExit,
+)
 _active: set[Lease] = set()
 _guard = threading.Lock()
 _previous: Any = signal.SIG_DFL
 _warned = False
 log = logging.getLogger("jobs.interrupts")
+
+
+def add_interruption(kind: type[BaseException]) -> None:
+    """Treat ``kind`` as an interruption (the Prefect layer adds its termination signals)."""
+    global _interruptions  # noqa: PLW0603 - a process-wide classification, set at import time
+    if kind not in _interruptions:
+        _interruptions = (*_interruptions, kind)
+
+
+def is_interruption(err: BaseException) -> bool:
+    return isinstance(err, _interruptions)
 
 
 def register(lease: Lease) -> None:

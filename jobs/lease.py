@@ -338,7 +338,7 @@ class Lease:
         interrupts.unregister(self)
         if exc_value is None:
             outcome = self.finish(Status.SUCCESS)
-        elif isinstance(exc_value, Exception | SystemExit):
+        elif not interrupts.is_interruption(exc_value):
             outcome = self.finish(Status.FAILURE, describe_exception(exc_value))
         else:  # KeyboardInterrupt, asyncio cancellation, Prefect's TerminationSignal
             self._interrupted = True

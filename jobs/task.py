@@ -19,9 +19,11 @@ from typing import Any, cast
 from prefect import Task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State
+from prefect.exceptions import ExternalSignal, PrefectSignal
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy.orm import Session, SessionTransaction
 
+from jobs import interrupts
 from jobs.context import JobContext, JobLogger
 from jobs.database import for_writing
 from jobs.engines import lock_policy, shared_engine
@@ -42,6 +44,9 @@ AsyncBody = Callable[[JobContext], Awaitable[None]]
 JobBody = SyncBody | AsyncBody
 
 quiet_stray_tracebacks()
+# Prefect's termination and cancellation signals stop the run; they are not the job's failure.
+interrupts.add_interruption(ExternalSignal)
+interrupts.add_interruption(PrefectSignal)
 
 
 class _Attempt:
@@ -131,8 +136,9 @@ class _Attempt:
     def running(self) -> Iterator[JobContext]:
         """The body's context: lease (heartbeat, final status) and session (commit/rollback).
 
-        The outcome is what the lease recorded. Any exception of the body becomes a FAILURE; only
-        interruptions (SIGTERM, cancellation, KeyboardInterrupt) propagate, once recorded.
+        The outcome is what the lease recorded. Any exception of the body, SystemExit and other
+        BaseExceptions included, becomes a FAILURE; only interruptions (SIGTERM, cancellation,
+        KeyboardInterrupt) propagate, once recorded.
         """
         lease = self.lease
         assert lease is not None and self.engine is not None and self.period is not None
@@ -162,7 +168,7 @@ class _Attempt:
         except BaseException as err:  # noqa: BLE001 - every exit of the body gets an outcome
             error = err
         self._conclude(lease, error)
-        if error is not None and not isinstance(error, Exception | SystemExit):
+        if error is not None and interrupts.is_interruption(error):
             raise error
 
     def _conclude(self, lease: Lease, error: BaseException | None) -> None:
@@ -178,7 +184,7 @@ class _Attempt:
             message = clean_message(describe_exception(error))
         else:
             message = "failed without an exception"
-        exc_info = error if isinstance(error, Exception) else None
+        exc_info = None if error is None or interrupts.is_interruption(error) else error
         self.logger.error("FAILURE: %s (execution %d)", message, execution_id, exc_info=exc_info)
         self._end(Status.FAILURE, message, execution_id)
 
