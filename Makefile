@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench clean
+.PHONY: run test lint typecheck pytest bench dist clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml
 
 ## Run the nightly flow once on the embedded default (SQLite app DB, ephemeral Prefect).
 run: $(STAMP)
+	$(VENV)/bin/jobctl db upgrade
+	$(VENV)/bin/alembic upgrade head
 	$(VENV)/bin/jobctl nightly
 
 ## Everything: lint, format check, types, and the whole test suite on real PostgreSQL + SQLite.
@@ -22,6 +24,7 @@ test: $(STAMP) lint typecheck pytest
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
@@ -35,5 +38,9 @@ bench: $(STAMP)
 	@TEST_DATABASE_URL="$$(.ci/ensure-postgres)" && export TEST_DATABASE_URL && \
 		$(PY) -m bench
 
+## The library's wheel and sdist (dist/).
+dist: $(STAMP)
+	rm -rf dist && $(PY) -m build --quiet --outdir dist .
+
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache jobs.sqlite3*
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache dist build jobs.sqlite3*

@@ -36,8 +36,8 @@ CATALOG = f'''"""Benchmark catalog: {JOBS} jobs that do nothing (bench/cold_star
 
 from __future__ import annotations
 
-from jobs.registry import Registry
-from jobs.task import BackgroundJob, JobContext, background_job
+from prefect_nightly_jobs.registry import Registry
+from prefect_nightly_jobs.task import BackgroundJob, JobContext, background_job
 
 
 def _noop(ctx: JobContext) -> None:

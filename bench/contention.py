@@ -22,9 +22,9 @@ from bench import dbs
 from bench.context import Context
 from bench.report import BenchError, Row, check, fmt_ms
 from bench.stats import summary
-from jobs import LockPolicy, Status, acquire_job_lock
-from jobs.database import make_engine
-from jobs.models import job_execution
+from prefect_nightly_jobs import LockPolicy, Status, acquire_job_lock
+from prefect_nightly_jobs.database import make_engine
+from prefect_nightly_jobs.models import job_execution
 
 PROCESSES = 32
 ROUNDS = 20

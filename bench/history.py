@@ -22,9 +22,9 @@ from bench.context import Context
 from bench.lock_roundtrip import lock_cycle
 from bench.report import Row, check, fmt_ms
 from bench.stats import interleave, summary
-from jobs import LockPolicy, Status, acquire_job_lock, already_succeeded_for_period
-from jobs.database import make_engine
-from jobs.models import job_execution
+from prefect_nightly_jobs import LockPolicy, Status, acquire_job_lock, already_succeeded_for_period
+from prefect_nightly_jobs.database import make_engine
+from prefect_nightly_jobs.models import job_execution
 
 SIZES = (0, 100_000, 1_000_000)
 JOB = "job_07"  # one of the 50 loaded job types

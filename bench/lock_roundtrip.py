@@ -20,8 +20,8 @@ from bench import dbs
 from bench.context import Context
 from bench.report import Row, check, fmt_ms
 from bench.stats import interleave, summary
-from jobs import LockPolicy, Status, acquire_job_lock
-from jobs.models import job_execution
+from prefect_nightly_jobs import LockPolicy, Status, acquire_job_lock
+from prefect_nightly_jobs.models import job_execution
 
 OURS = "bench_roundtrip"
 FLOOR = "bench_floor"

@@ -82,7 +82,7 @@ def _child(url_text: str, iterations: int, warmup: int) -> None:
 
     from bench.lock_roundtrip import check_all_succeeded, lock_cycle
     from bench.stats import interleave
-    from jobs import LockPolicy, acquire_job_lock
+    from prefect_nightly_jobs import LockPolicy, acquire_job_lock
 
     name = f"bench-{uuid.uuid4().hex[:8]}"
     with get_client(sync_client=True) as client:

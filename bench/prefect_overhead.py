@@ -39,10 +39,10 @@ def main() -> None:
     from prefect.cache_policies import NO_CACHE
     from prefect.runtime import flow_run
 
-    from flows.local_prefect import local_prefect, settle
-    from jobs.engines import lock_policy, shared_engine
-    from jobs.lock import acquire_job_lock
-    from jobs.task import JobContext, background_job
+    from prefect_nightly_jobs.engines import lock_policy, shared_engine
+    from prefect_nightly_jobs.local_prefect import local_prefect, settle
+    from prefect_nightly_jobs.lock import acquire_job_lock
+    from prefect_nightly_jobs.task import JobContext, background_job
 
     @task(cache_policy=NO_CACHE, persist_result=False)
     def plain_noop() -> None:

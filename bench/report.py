@@ -16,7 +16,7 @@ import psycopg
 from sqlalchemy import text
 from sqlalchemy.engine import URL
 
-from jobs.database import make_engine
+from prefect_nightly_jobs.database import make_engine
 
 
 class BenchError(Exception):

@@ -15,8 +15,8 @@ from sqlalchemy import Engine, text
 from bench import dbs
 from bench.context import Context
 from bench.report import Row, check
-from jobs import LockAcquired, LockPolicy, Status, acquire_job_lock
-from jobs.lease import Lease
+from prefect_nightly_jobs import LockAcquired, LockPolicy, Status, acquire_job_lock
+from prefect_nightly_jobs.lease import Lease
 
 LEASES = 20
 POLICY = LockPolicy(stale_after_ms=2_000, heartbeat_every_ms=300)

@@ -82,8 +82,8 @@ def run(ctx: Context) -> list[Row]:
 
 def _time_the_lock() -> list[float]:
     """Add up the time spent in the lock's calls (acquire, finish), to explain the difference."""
-    from jobs import task
-    from jobs.lease import Lease
+    from prefect_nightly_jobs import task
+    from prefect_nightly_jobs.lease import Lease
 
     spent = [0.0]
     acquire, finish = task.acquire_job_lock, Lease.finish  # type: ignore[attr-defined]
@@ -113,12 +113,12 @@ def _child(reps: int) -> None:
     from prefect.cache_policies import NO_CACHE
     from sqlalchemy import func, select
 
-    from flows.nightly import run_registry
-    from jobs.context import JobContext
-    from jobs.engines import shared_engine
-    from jobs.models import Status, job_execution
-    from jobs.registry import Registry
-    from jobs.task import background_job
+    from prefect_nightly_jobs.context import JobContext
+    from prefect_nightly_jobs.engines import shared_engine
+    from prefect_nightly_jobs.models import Status, job_execution
+    from prefect_nightly_jobs.nightly_flow import run_registry
+    from prefect_nightly_jobs.registry import Registry
+    from prefect_nightly_jobs.task import background_job
 
     def noop_job(ctx: JobContext) -> None:
         """Does nothing."""

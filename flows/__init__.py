@@ -1,1 +1,1 @@
-"""Prefect flows: the nightly run of every registered job, and one job run on demand."""
+"""This project's Prefect flows: the deployment entrypoints of prefect.yaml."""

@@ -1,7 +1,7 @@
-"""Alembic environment for the job tables.
+"""Alembic environment for this project's own tables (jobs/models.py).
 
-The plugin keeps its own version table (``jobs_alembic_version``) and only ever looks at its own
-tables, so it lives beside the host application's migrations in the same database.
+The plugin's table (job_execution) has its own migrations and version table (`jobctl db upgrade`);
+this history uses Alembic's default version table and never looks at the plugin's tables.
 """
 
 from __future__ import annotations
@@ -11,18 +11,21 @@ from typing import Any
 from alembic import context
 from sqlalchemy import Connection
 
-from jobs.schema import VERSION_TABLE, include_name, target_metadata
+from jobs.models import Base
+from prefect_nightly_jobs import JobsError, engine_from_settings, load_settings
+
+
+def _own_tables_only(name: str | None, type_: str, parent_names: Any) -> bool:
+    return type_ != "table" or name in Base.metadata.tables
 
 
 def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
-        target_metadata=target_metadata(),
-        version_table=VERSION_TABLE,
-        include_name=include_name,
+        target_metadata=Base.metadata,
+        include_name=_own_tables_only,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
-        compare_server_default=False,
     )
     with context.begin_transaction():
         context.run_migrations()
@@ -30,23 +33,13 @@ def _run(connection: Connection) -> None:
 
 def run_migrations_online() -> None:
     connection: Any = context.config.attributes.get("connection")
-    if connection is not None:
+    if connection is not None:  # given a connection (the plugin's pytest fixtures migrate so)
         _run(connection)
         return
-    # Run from the `alembic` command line: log like alembic does, and answer bad configuration or an
-    # unreachable database with one line instead of a traceback.
-    from logging.config import fileConfig
-
-    from jobs.database import engine_from_settings, translated_errors
-    from jobs.errors import JobsError
-    from jobs.settings import load_settings
-
-    if context.config.config_file_name is not None:
-        fileConfig(context.config.config_file_name, disable_existing_loggers=False)
     try:
-        engine = engine_from_settings(load_settings())
+        engine = engine_from_settings(load_settings())  # DATABASE_URL, never this project's files
         try:
-            with translated_errors(engine.url), engine.connect() as conn:
+            with engine.connect() as conn:
                 _run(conn)
                 conn.commit()
         finally:
@@ -55,6 +48,4 @@ def run_migrations_online() -> None:
         raise SystemExit(f"error: {err}") from None
 
 
-if context.is_offline_mode():
-    raise SystemExit("offline (--sql) migrations are not supported: run against a database")
 run_migrations_online()

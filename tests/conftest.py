@@ -1,4 +1,8 @@
-"""Shared fixtures: real PostgreSQL and real SQLite files, one fresh migrated database per test."""
+"""Shared fixtures: real PostgreSQL and real SQLite files, one fresh migrated database per test.
+
+Built on the plugin's own test helpers and pytest plugin (``prefect_nightly_jobs.testing``), which
+every project that installs the plugin gets too.
+"""
 
 from __future__ import annotations
 
@@ -10,37 +14,21 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
-from tests import dbtools
+from prefect_nightly_jobs import testing
 
 BACKENDS = ["postgresql", "sqlite"]
 
 
-@pytest.fixture(scope="session")
-def pg_template() -> Iterator[str]:
-    """A database migrated to head once per session; each test clones it (about 0.1 s)."""
-    url = dbtools.create_pg_database(migrate=True)
-    assert url.database is not None
-    yield url.database
-    dbtools.drop_pg_database(url)
-
-
-@pytest.fixture(scope="session")
-def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    url = dbtools.create_sqlite_database(tmp_path_factory.mktemp("sqlite-template"), migrate=True)
-    assert url.database is not None
-    return Path(url.database)
-
-
 @pytest.fixture
-def pg_url(pg_template: str) -> Iterator[URL]:
-    url = dbtools.create_pg_database(template=pg_template)
+def pg_url(nightly_pg_template: str) -> Iterator[URL]:
+    url = testing.create_pg_database(template=nightly_pg_template)
     yield url
-    dbtools.drop_pg_database(url)
+    testing.drop_pg_database(url)
 
 
 @pytest.fixture
-def sqlite_url(sqlite_template: Path, tmp_path: Path) -> URL:
-    return dbtools.create_sqlite_database(tmp_path, template=sqlite_template)
+def sqlite_url(nightly_sqlite_template: Path, tmp_path: Path) -> URL:
+    return testing.create_sqlite_database(tmp_path, template=nightly_sqlite_template)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -59,7 +47,7 @@ def db_url(backend: str, request: pytest.FixtureRequest) -> URL:
 @pytest.fixture
 def engine(db_url: URL) -> Iterator[Engine]:
     """An engine on the test's database; fails the test if any pooled connection leaks."""
-    with dbtools.counted_engine(db_url) as (eng, counter):
+    with testing.counted_engine(db_url) as (eng, counter):
         yield eng
         assert counter.out == 0, f"{counter.out} connection(s) still checked out after the test"
 
@@ -81,19 +69,9 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return tmp_path
 
 
-# --- Prefect ------------------------------------------------------------------------------------
-
-
 @pytest.fixture(scope="session")
-def prefect_harness() -> Iterator[None]:
-    """One Prefect test server (its own temporary database) for the whole session."""
-    from prefect.testing.utilities import prefect_test_harness
-
-    with pytest.MonkeyPatch.context() as mp:
-        # The throwaway server's telemetry races its start-up on SQLite and logs a traceback.
-        mp.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-        with prefect_test_harness(server_startup_timeout=120):
-            yield
+def prefect_harness(nightly_prefect: None) -> None:
+    """One Prefect test server for the whole session (the plugin's fixture)."""
 
 
 @pytest.fixture
@@ -102,14 +80,14 @@ def job_env(
 ) -> Iterator[URL]:
     """Jobs run against the test's database, with a short staleness threshold; the process-wide
     engine is fresh and must not leak a connection."""
-    from jobs import engines
-    from jobs.settings import get_settings
+    from prefect_nightly_jobs import engines
+    from prefect_nightly_jobs.settings import get_settings
 
     monkeypatch.setenv("DATABASE_URL", db_url.render_as_string(hide_password=False))
     monkeypatch.setenv("STALE_JOB_THRESHOLD_MS", "2000")
     get_settings.cache_clear()
     engines.dispose_engines()
-    counter = dbtools.CheckoutCounter(engines.shared_engine())
+    counter = testing.CheckoutCounter(engines.shared_engine())
     yield db_url
     out = counter.out
     engines.dispose_engines()

@@ -1,4 +1,5 @@
-"""Helpers for tests of jobs on Prefect: run one job task inside a real flow, read its rows."""
+"""Helpers for tests of jobs on Prefect: run one job task inside a real flow (``rows`` reads its
+execution rows: the plugin's own test helper)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,9 @@ from typing import Any
 from prefect import flow
 from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
-from sqlalchemy import Engine, select
 
-from jobs.models import job_execution
-from jobs.task import BackgroundJob
+from prefect_nightly_jobs.task import BackgroundJob
+from prefect_nightly_jobs.testing import rows
 
 PERIOD = date(2026, 11, 28)
 
@@ -41,13 +41,4 @@ def run_task(job: BackgroundJob, **kwargs: Any) -> TaskRun:
     return TaskRun(state=captured["state"], flow_run_id=str(captured["flow_run_id"]))
 
 
-def rows(engine: Engine, job_type: str) -> list[Any]:
-    """Every execution row of ``job_type``, oldest first."""
-    with engine.connect() as conn:
-        return list(
-            conn.execute(
-                select(job_execution)
-                .where(job_execution.c.job_type == job_type)
-                .order_by(job_execution.c.id)
-            )
-        )
+__all__ = ["PERIOD", "TaskRun", "rows", "run_task"]

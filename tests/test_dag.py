@@ -8,11 +8,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
 
-from flows.dispatch import run_in_order
-from jobs.errors import DependencyError
-from jobs.models import Status
-from jobs.outcome import Blocker, JobOutcome
-from jobs.registry import JobSpec, Registry
+from prefect_nightly_jobs.dispatch import run_in_order
+from prefect_nightly_jobs.errors import DependencyError
+from prefect_nightly_jobs.models import Status
+from prefect_nightly_jobs.outcome import Blocker, JobOutcome
+from prefect_nightly_jobs.registry import JobSpec, Registry
 
 
 def registry(*jobs: tuple[str, tuple[str, ...]]) -> Registry:

@@ -7,15 +7,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from jobs.deployment import deployment_settings
-from jobs.schema import PROJECT_ROOT
+from prefect_nightly_jobs.deployment import deployment_settings
+from tests import REPO_ROOT
 
 
 def test_defaults_when_unset_or_empty(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert deployment_settings() == {
         "cron": "0 0 * * *",
         "timezone": "UTC",
-        "project_dir": str(PROJECT_ROOT),
+        "project_dir": str(clean_env.resolve()),  # the project around the working directory
     }
     # What `{{ $SYNC_CRON_SCHEDULE }}` would have rendered for an unset variable.
     monkeypatch.setenv("SYNC_CRON_SCHEDULE", "")
@@ -50,8 +50,8 @@ def test_invalid_values_stop_the_deploy_with_one_line(
 
 
 def test_prefect_yaml_wires_the_nightly_deployment() -> None:
-    config = yaml.safe_load((PROJECT_ROOT / "prefect.yaml").read_text())
-    assert config["build"] == [{"jobs.deployment.deployment_settings": {"id": "settings"}}]
+    config = yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text())
+    assert config["build"] == [{"prefect_nightly_jobs.deployment.deployment_settings": {"id": "settings"}}]
     (pull,) = config["pull"]
     assert pull["prefect.deployments.steps.set_working_directory"]["directory"] == (
         "{{ settings.project_dir }}"

@@ -11,12 +11,16 @@ from prefect.client.schemas.objects import StateType
 from sqlalchemy import Engine, func, insert, select
 from sqlalchemy.engine import URL
 
-from flows.nightly import run_job, run_nightly
-from flows.report import ARTIFACT_KEY
-from jobs.app_models import DailyEventRollup, ImportedEvent
-from jobs.errors import ConfigurationError, DependencyError, MigrationsNotAppliedError
-from jobs.models import Status, job_execution
-from tests import dbtools
+from jobs.models import DailyEventRollup, ImportedEvent
+from prefect_nightly_jobs import testing
+from prefect_nightly_jobs.errors import (
+    ConfigurationError,
+    DependencyError,
+    MigrationsNotAppliedError,
+)
+from prefect_nightly_jobs.models import Status, job_execution
+from prefect_nightly_jobs.nightly_flow import run_job, run_nightly
+from prefect_nightly_jobs.report import ARTIFACT_KEY
 from tests.prefect_api import flow_run_state, markdown_artifacts, task_states
 
 pytestmark = pytest.mark.prefect
@@ -167,7 +171,7 @@ def test_run_job_once_per_period_and_force(job_env: URL, engine: Engine) -> None
 def test_bad_input_fails_before_anything_runs(
     job_env: URL, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with pytest.raises(DependencyError, match="unknown job 'nope': use one of import_events"):
+    with pytest.raises(DependencyError, match="unknown job 'nope': use one of daily_rollup, import_events"):
         run_job("nope")
     monkeypatch.setenv("DAILY_ROLLUP_ENABLED", "maybe")
     with pytest.raises(ConfigurationError, match="DAILY_ROLLUP_ENABLED must be one of"):
@@ -179,11 +183,11 @@ def test_bad_input_fails_before_anything_runs(
 def test_unmigrated_postgres_is_refused_before_anything_runs(
     job_env: URL, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
 ) -> None:
-    from jobs.settings import get_settings
+    from prefect_nightly_jobs.settings import get_settings
 
-    empty = dbtools.create_pg_database()
-    request.addfinalizer(lambda: dbtools.drop_pg_database(empty))
+    empty = testing.create_pg_database()
+    request.addfinalizer(lambda: testing.drop_pg_database(empty))
     monkeypatch.setenv("DATABASE_URL", empty.render_as_string(hide_password=False))
     get_settings.cache_clear()
-    with pytest.raises(MigrationsNotAppliedError, match="run `alembic upgrade head`"):
+    with pytest.raises(MigrationsNotAppliedError, match="run `jobctl db upgrade`"):
         run_nightly(PERIOD)

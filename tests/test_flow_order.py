@@ -11,12 +11,12 @@ from prefect import flow
 from prefect.client.schemas.objects import State, StateType
 from sqlalchemy.engine import URL
 
-from flows.nightly import report_from_state, run_registry
-from jobs.errors import DependencyError
-from jobs.models import Status
-from jobs.outcome import JobFailedError, NightlyReport
-from jobs.registry import Registry
-from jobs.task import BackgroundJob, JobContext, background_job
+from prefect_nightly_jobs.errors import DependencyError
+from prefect_nightly_jobs.models import Status
+from prefect_nightly_jobs.nightly_flow import report_from_state, run_registry
+from prefect_nightly_jobs.outcome import JobFailedError, NightlyReport
+from prefect_nightly_jobs.registry import Registry
+from prefect_nightly_jobs.task import BackgroundJob, JobContext, background_job
 from tests.prefect_api import task_states
 
 pytestmark = [pytest.mark.prefect, pytest.mark.parametrize("backend", ["sqlite"], indirect=True)]
@@ -83,7 +83,7 @@ def test_diamond_sequential_follows_registration_ties(job_env: URL) -> None:
 def test_parallel_branches_overlap_and_respect_order(
     job_env: URL, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from jobs.settings import get_settings
+    from prefect_nightly_jobs.settings import get_settings
 
     monkeypatch.setenv("MAX_PARALLEL_JOBS", "2")
     get_settings.cache_clear()

@@ -16,10 +16,10 @@ from prefect.states import Scheduled
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
-from flows.nightly import report_from_state, run_registry
-from jobs.outcome import NightlyReport
-from jobs.registry import Registry
-from jobs.task import JobContext, background_job
+from prefect_nightly_jobs.nightly_flow import report_from_state, run_registry
+from prefect_nightly_jobs.outcome import NightlyReport
+from prefect_nightly_jobs.registry import Registry
+from prefect_nightly_jobs.task import JobContext, background_job
 from tests.jobtools import rows
 
 pytestmark = [pytest.mark.prefect, pytest.mark.parametrize("backend", ["sqlite"], indirect=True)]
@@ -45,7 +45,7 @@ def _report(state: State[Any]) -> NightlyReport:
 
 @pytest.fixture
 def tokyo(job_env: URL, monkeypatch: pytest.MonkeyPatch) -> ZoneInfo:
-    from jobs.settings import get_settings
+    from prefect_nightly_jobs.settings import get_settings
 
     monkeypatch.setenv("SYNC_CRON_TIMEZONE", "Asia/Tokyo")
     get_settings.cache_clear()

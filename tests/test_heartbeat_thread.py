@@ -8,8 +8,8 @@ from contextlib import ExitStack
 
 from sqlalchemy import Engine, select
 
-from jobs import Lease, LockPolicy, acquire_job_lock
-from jobs.models import job_execution as t
+from prefect_nightly_jobs import Lease, LockPolicy, acquire_job_lock
+from prefect_nightly_jobs.models import job_execution as t
 
 POLICY = LockPolicy(stale_after_ms=2_000, heartbeat_every_ms=100)
 WAIT_S = 10.0

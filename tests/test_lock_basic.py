@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from jobs import (
+from prefect_nightly_jobs import (
     LockAcquired,
     LockLostError,
     LockNotAcquired,
@@ -24,9 +24,9 @@ from jobs import (
     already_succeeded_for_period,
     record_outcome,
 )
-from jobs.clock import db_now
-from jobs.errors import ConfigurationError
-from jobs.models import job_execution as t
+from prefect_nightly_jobs.clock import db_now
+from prefect_nightly_jobs.errors import ConfigurationError
+from prefect_nightly_jobs.models import job_execution as t
 
 POLICY = LockPolicy(stale_after_ms=60_000, heartbeat_every_ms=10_000)
 
@@ -114,10 +114,10 @@ def test_other_job_types_do_not_wait_for_a_held_lock(engine: Engine) -> None:
 def test_acquisition_of_other_type_not_blocked_by_open_lock_transaction(pg_url: object) -> None:
     """PostgreSQL locks one row per job type: an acquirer of A that is still inside its transaction
     (a slow pre-check) does not delay B. (SQLite serializes all writers for those milliseconds.)"""
-    from tests import dbtools
+    from prefect_nightly_jobs import testing
 
     assert not isinstance(pg_url, str)
-    with dbtools.counted_engine(pg_url) as (engine, counter):  # type: ignore[arg-type]
+    with testing.counted_engine(pg_url) as (engine, counter):  # type: ignore[arg-type]
         inside = threading.Event()
         release = threading.Event()
 
@@ -279,7 +279,7 @@ def test_naive_select_for_update_then_insert_is_refused(pg_url: object) -> None:
     running, both insert. The partial unique index is what stops the second."""
     from sqlalchemy.engine import URL
 
-    from jobs.database import make_engine
+    from prefect_nightly_jobs.database import make_engine
 
     assert isinstance(pg_url, URL)
     engine = make_engine(pg_url)

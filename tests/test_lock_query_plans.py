@@ -16,9 +16,14 @@ from typing import Any
 from sqlalchemy import Engine, event, text
 from sqlalchemy.engine import URL
 
-from jobs import Status, acquire_job_lock, already_succeeded_for_period, record_outcome
-from jobs.database import make_engine
-from tests import dbtools
+from prefect_nightly_jobs import (
+    Status,
+    acquire_job_lock,
+    already_succeeded_for_period,
+    record_outcome,
+    testing,
+)
+from prefect_nightly_jobs.database import make_engine
 
 HISTORY = 5_000
 JOB = "long_history"
@@ -78,10 +83,10 @@ def test_lock_reads_no_history_under_generic_plans(pg_url: URL) -> None:
     finally:
         setup.dispose()
 
-    with dbtools.counted_engine(pg_url) as (admin, _):
+    with testing.counted_engine(pg_url) as (admin, _):
         _wait_backends_gone(admin, pg_url.database)
         before = _rows_read(admin)
-        with dbtools.counted_engine(pg_url) as (engine, counter):
+        with testing.counted_engine(pg_url) as (engine, counter):
             _generic_plans(engine)
             for day in range(1, 8):  # the pre-checked path, the plain path, the refused path
                 period = date(2100, 1, day)

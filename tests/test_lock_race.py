@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import URL
 
-from jobs.database import make_engine
+from prefect_nightly_jobs.database import make_engine
 from tests import workers
 
 CTX = mp.get_context("spawn")

@@ -11,10 +11,17 @@ import pytest
 from sqlalchemy import Engine, literal, select, update
 from sqlalchemy.engine import URL
 
-from jobs import LockAcquired, LockNotAcquired, LockPolicy, SkipKind, acquire_job_lock
-from jobs.clock import db_now_minus, is_stale
-from jobs.models import job_execution as t
-from tests import dbtools, workers
+from prefect_nightly_jobs import (
+    LockAcquired,
+    LockNotAcquired,
+    LockPolicy,
+    SkipKind,
+    acquire_job_lock,
+    testing,
+)
+from prefect_nightly_jobs.clock import db_now_minus, is_stale
+from prefect_nightly_jobs.models import job_execution as t
+from tests import workers
 
 CTX = mp.get_context("spawn")
 
@@ -69,7 +76,7 @@ POLICY = LockPolicy(stale_after_ms=2_000, heartbeat_every_ms=500)
 def test_reaping_follows_last_sign_of_life(
     engine: Engine, started_ago: int, beat_ago: int | None, reaped: bool
 ) -> None:
-    old = dbtools.as_if_dead(_acquired(acquire_job_lock(engine, "j", policy=POLICY)).lease)
+    old = testing.as_if_dead(_acquired(acquire_job_lock(engine, "j", policy=POLICY)).lease)
     _set_last_beat(engine, old.execution.id, started_ago_ms=started_ago, beat_ago_ms=beat_ago)
     result = acquire_job_lock(engine, "j", policy=POLICY)
     if reaped:
@@ -95,7 +102,7 @@ def test_sqlite_live_process_is_not_reaped_however_silent(engine: Engine) -> Non
     assert isinstance(blocked, LockNotAcquired) and blocked.kind == SkipKind.ALREADY_RUNNING
     assert _status(engine, old.execution.id) == ("RUNNING", None)
     assert old.still_held()
-    dbtools.as_if_dead(old)
+    testing.as_if_dead(old)
     new = _acquired(acquire_job_lock(engine, "quiet", policy=POLICY)).lease
     assert _status(engine, old.execution.id)[0] == "FAILURE"
     assert new.succeed().recorded

@@ -11,18 +11,17 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect
 from sqlalchemy.engine import URL
 
-from jobs import schema
-from jobs.database import make_engine
-from jobs.errors import MigrationsNotAppliedError
-from tests import dbtools
+from prefect_nightly_jobs import schema, testing
+from prefect_nightly_jobs.database import make_engine
+from prefect_nightly_jobs.errors import MigrationsNotAppliedError
 
 
 @pytest.fixture
 def empty_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> URL:
     if backend == "sqlite":
-        return dbtools.create_sqlite_database(tmp_path)
-    url = dbtools.create_pg_database()
-    request.addfinalizer(lambda: dbtools.drop_pg_database(url))
+        return testing.create_sqlite_database(tmp_path)
+    url = testing.create_pg_database()
+    request.addfinalizer(lambda: testing.drop_pg_database(url))
     return url
 
 
@@ -93,19 +92,19 @@ def test_own_version_table_beside_host_app(empty_url: URL) -> None:
         engine.dispose()
 
 
-def test_unmigrated_database_is_a_clear_error_on_postgresql(pg_template: str) -> None:
-    url = dbtools.create_pg_database()
+def test_unmigrated_database_is_a_clear_error_on_postgresql(nightly_pg_template: str) -> None:
+    url = testing.create_pg_database()
     engine = make_engine(url)
     try:
-        with pytest.raises(MigrationsNotAppliedError, match="run `alembic upgrade head`"):
+        with pytest.raises(MigrationsNotAppliedError, match="run `jobctl db upgrade`"):
             schema.ensure_schema(engine)
     finally:
         engine.dispose()
-        dbtools.drop_pg_database(url)
+        testing.drop_pg_database(url)
 
 
 def test_embedded_sqlite_creates_its_schema(tmp_path: Path) -> None:
-    url = dbtools.create_sqlite_database(tmp_path)
+    url = testing.create_sqlite_database(tmp_path)
     engine = make_engine(url)
     try:
         schema.ensure_schema(engine)

@@ -12,8 +12,7 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
-from jobs import acquire_job_lock, database
-from tests import dbtools
+from prefect_nightly_jobs import acquire_job_lock, database, testing
 
 
 def _backend_pid(engine: Engine) -> int:
@@ -22,7 +21,7 @@ def _backend_pid(engine: Engine) -> int:
 
 
 def _terminate(pg_url: URL, pid: int) -> None:
-    with dbtools.counted_engine(pg_url) as (admin, _), admin.connect() as conn:
+    with testing.counted_engine(pg_url) as (admin, _), admin.connect() as conn:
         assert conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar_one()
         deadline = time.monotonic() + 30
         gone = text("SELECT count(*) FROM pg_stat_activity WHERE pid = :p")
@@ -40,7 +39,7 @@ def _lock_works(engine: Engine) -> None:
 
 
 def test_connection_closed_by_the_server_is_replaced(pg_url: URL) -> None:
-    with dbtools.counted_engine(pg_url) as (engine, counter):
+    with testing.counted_engine(pg_url) as (engine, counter):
         old = _backend_pid(engine)
         _terminate(pg_url, old)
         _lock_works(engine)
@@ -53,7 +52,7 @@ def test_connection_idle_too_long_is_pinged(pg_url: URL, monkeypatch: pytest.Mon
     by a ping: pretend the socket looks fine and the connection has been idle long enough."""
     monkeypatch.setattr(database, "_server_hung_up", lambda _conn: False)
     monkeypatch.setattr(database, "PING_AFTER_IDLE_S", 0.0)
-    with dbtools.counted_engine(pg_url) as (engine, counter):
+    with testing.counted_engine(pg_url) as (engine, counter):
         old = _backend_pid(engine)
         _terminate(pg_url, old)
         _lock_works(engine)

@@ -6,10 +6,16 @@ import socket
 
 import pytest
 
-from jobs.database import engine_from_settings, make_engine, normalize_url
-from jobs.errors import ConfigurationError, DatabaseError
-from jobs.schema import ensure_schema
-from jobs.settings import Settings, job_enabled, load_settings, mask_url, validate_enabled_flags
+from prefect_nightly_jobs.database import engine_from_settings, make_engine, normalize_url
+from prefect_nightly_jobs.errors import ConfigurationError, DatabaseError
+from prefect_nightly_jobs.schema import ensure_schema
+from prefect_nightly_jobs.settings import (
+    Settings,
+    job_enabled,
+    load_settings,
+    mask_url,
+    validate_enabled_flags,
+)
 
 
 def _error(monkeypatch: pytest.MonkeyPatch, **env: str) -> str:
@@ -164,8 +170,8 @@ def test_unreachable_database_is_one_clear_line() -> None:
     assert isinstance(info.value.__cause__, Exception)
 
 
-def test_unknown_database_name_is_one_clear_line(pg_template: str) -> None:
-    from tests.dbtools import admin_url
+def test_unknown_database_name_is_one_clear_line(nightly_pg_template: str) -> None:
+    from prefect_nightly_jobs.testing import admin_url
 
     engine = make_engine(admin_url().set(database="no_such_db_here", password="hunter2"))
     try:

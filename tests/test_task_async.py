@@ -10,8 +10,8 @@ from prefect.client.schemas.objects import StateType
 from sqlalchemy import Engine, select
 from sqlalchemy.engine import URL
 
-from jobs.models import Status, job_execution
-from jobs.task import JobContext, background_job
+from prefect_nightly_jobs.models import Status, job_execution
+from prefect_nightly_jobs.task import JobContext, background_job
 from tests.jobtools import rows, run_task
 
 pytestmark = pytest.mark.prefect

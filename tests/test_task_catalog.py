@@ -10,9 +10,10 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.engine import URL
 
-from jobs.app_models import DailyEventRollup, ImportedEvent
-from jobs.catalog import daily_rollup, import_events
-from jobs.models import Status
+from jobs.daily_rollup import daily_rollup
+from jobs.import_events import import_events
+from jobs.models import DailyEventRollup, ImportedEvent
+from prefect_nightly_jobs.models import Status
 from tests.jobtools import rows, run_task
 
 pytestmark = [pytest.mark.prefect, pytest.mark.parametrize("backend", ["sqlite"], indirect=True)]

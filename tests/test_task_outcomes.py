@@ -11,13 +11,13 @@ from prefect.client.schemas.objects import State, StateType
 from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.engine import URL
 
-from jobs.app_models import DailyEventRollup
-from jobs.lease import LockPolicy
-from jobs.lock import PreCheckContext, acquire_job_lock
-from jobs.models import Status, job_execution
-from jobs.outcome import Blocker, JobFailedError, JobOutcome, SkipKind
-from jobs.prefect_states import outcome_from_state
-from jobs.task import JobContext, background_job
+from jobs.models import DailyEventRollup
+from prefect_nightly_jobs.lease import LockPolicy
+from prefect_nightly_jobs.lock import PreCheckContext, acquire_job_lock
+from prefect_nightly_jobs.models import Status, job_execution
+from prefect_nightly_jobs.outcome import Blocker, JobFailedError, JobOutcome, SkipKind
+from prefect_nightly_jobs.prefect_states import outcome_from_state
+from prefect_nightly_jobs.task import JobContext, background_job
 from tests.jobtools import PERIOD, rows, run_task
 
 pytestmark = pytest.mark.prefect
@@ -219,7 +219,7 @@ def test_release_after_last_heartbeat_rolls_back_the_data(
     job_env: URL, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Data and SUCCESS commit in one transaction: a release that beat the commit wins whole."""
-    from jobs.settings import get_settings
+    from prefect_nightly_jobs.settings import get_settings
 
     monkeypatch.setenv("JOB_HEARTBEAT_INTERVAL_MS", "900")  # the first beat comes after the body
     get_settings.cache_clear()

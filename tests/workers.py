@@ -9,8 +9,8 @@ from typing import Any
 
 from sqlalchemy import text
 
-from jobs import LockPolicy, acquire_job_lock
-from jobs.database import make_engine
+from prefect_nightly_jobs import LockPolicy, acquire_job_lock
+from prefect_nightly_jobs.database import make_engine
 
 WAIT_S = 60.0  # every wait in a child is bounded: a hang fails the test instead of stalling CI
 

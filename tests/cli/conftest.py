@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy.engine import URL
 from typer.testing import CliRunner, Result
 
-from jobs.cli import app
-from jobs.engines import dispose_engines
-from jobs.settings import get_settings
+from prefect_nightly_jobs.cli import app
+from prefect_nightly_jobs.engines import dispose_engines
+from prefect_nightly_jobs.settings import get_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SUBPROCESS_TIMEOUT_S = 240

@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
-from jobs.checks import CheckResult, run_checks
-from jobs.registry import JobSpec, Registry
-from tests import dbtools
+from prefect_nightly_jobs import testing
+from prefect_nightly_jobs.checks import CheckResult, run_checks
+from prefect_nightly_jobs.registry import JobSpec, Registry
 
 
 def registry(*specs: JobSpec) -> Registry:
@@ -39,18 +39,18 @@ def test_everything_ok_on_a_migrated_database(
 
 @pytest.mark.usefixtures("clean_env")
 def test_unmigrated_postgresql_fails_with_the_fix(
-    pg_template: str, monkeypatch: pytest.MonkeyPatch
+    nightly_pg_template: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    url = dbtools.create_pg_database()  # empty: no migrations applied
+    url = testing.create_pg_database()  # empty: no migrations applied
     try:
         monkeypatch.setenv("DATABASE_URL", env_url(url))
         results = by_name(run_checks(registry))
     finally:
-        dbtools.drop_pg_database(url)
+        testing.drop_pg_database(url)
     assert results["database"].ok
     assert not results["migrations"].ok
     assert "database at none" in results["migrations"].detail
-    assert "run `alembic upgrade head`" in results["migrations"].detail
+    assert "run `jobctl db upgrade`" in results["migrations"].detail
     assert not results["tables"].ok and "job_execution" in results["tables"].detail
 
 

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
-from jobs import LockAcquired, LockPolicy, Origin, Status, acquire_job_lock
-from jobs.lock import record_outcome
+from prefect_nightly_jobs import LockAcquired, LockPolicy, Origin, Status, acquire_job_lock
+from prefect_nightly_jobs.lock import record_outcome
 from tests.cli.conftest import Invoke
 
 POLICY = LockPolicy(stale_after_ms=60_000, heartbeat_every_ms=10_000)
@@ -201,18 +201,18 @@ def test_unreachable_database_is_one_line_without_the_password(
 
 
 def test_unmigrated_postgresql_is_one_line_with_the_fix(
-    cli: Invoke, pg_template: str, clean_env: object, monkeypatch: pytest.MonkeyPatch
+    cli: Invoke, nightly_pg_template: str, clean_env: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests import dbtools
+    from prefect_nightly_jobs import testing
 
-    url = dbtools.create_pg_database()
+    url = testing.create_pg_database()
     try:
         monkeypatch.setenv("DATABASE_URL", url.render_as_string(hide_password=False))
         result = cli("status")
     finally:
-        dbtools.drop_pg_database(url)
+        testing.drop_pg_database(url)
     assert result.exit_code == 4
-    assert "run `alembic upgrade head`" in one_error_line(result.stderr)
+    assert "run `jobctl db upgrade`" in one_error_line(result.stderr)
 
 
 def test_a_job_removed_from_the_catalog_stays_visible(

@@ -15,8 +15,8 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.engine import URL
 
-from jobs.database import make_engine
-from jobs.models import job_execution as t
+from prefect_nightly_jobs.database import make_engine
+from prefect_nightly_jobs.models import job_execution as t
 from tests.cli.conftest import copy_project, jobctl_command, run_jobctl, subprocess_env, url_text
 
 JOB = "gated_job"

@@ -9,12 +9,19 @@ from datetime import date
 import pytest
 from sqlalchemy import Engine, select, update
 
-from jobs import LockAcquired, LockLostError, LockPolicy, Origin, Status, acquire_job_lock
-from jobs.clock import stale_cutoff
-from jobs.errors import ConfigurationError, LockError
-from jobs.executions import history, job_states, unlock
-from jobs.lock import record_outcome
-from jobs.models import job_execution as t
+from prefect_nightly_jobs import (
+    LockAcquired,
+    LockLostError,
+    LockPolicy,
+    Origin,
+    Status,
+    acquire_job_lock,
+)
+from prefect_nightly_jobs.clock import stale_cutoff
+from prefect_nightly_jobs.errors import ConfigurationError, LockError
+from prefect_nightly_jobs.executions import history, job_states, unlock
+from prefect_nightly_jobs.lock import record_outcome
+from prefect_nightly_jobs.models import job_execution as t
 
 POLICY = LockPolicy(stale_after_ms=60_000, heartbeat_every_ms=10_000)
 DAY = date(2026, 11, 28)

@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 import pytest
 
-from jobs.schema import PROJECT_ROOT
+from tests import REPO_ROOT
 from tests.e2e.procs import Managed
 
 WORK_POOL = "nightly-pool"
@@ -101,7 +101,7 @@ class PrefectServer:
         done = subprocess.run(
             [str(VENV_BIN / "prefect"), "--no-prompt", *args],
             env={**self.env, **(env or {})},
-            cwd=PROJECT_ROOT,
+            cwd=REPO_ROOT,
             capture_output=True,
             text=True,
             timeout=timeout,

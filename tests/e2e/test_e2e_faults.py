@@ -23,9 +23,9 @@ import pytest
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import URL
 
-from jobs.database import make_engine
-from jobs.models import Status
-from tests import dbtools
+from prefect_nightly_jobs import testing
+from prefect_nightly_jobs.database import make_engine
+from prefect_nightly_jobs.models import Status
 from tests.cli.conftest import run_jobctl, subprocess_env
 from tests.e2e.conftest import PrefectServer, trigger_deployment, wait_for_flow_run
 from tests.e2e.procs import Managed, descendants
@@ -50,8 +50,8 @@ CREATE TRIGGER purge_body AFTER DELETE ON imported_event
 
 
 @pytest.fixture
-def app_db(pg_template: str) -> Iterator[URL]:
-    url = dbtools.create_pg_database(template=pg_template)
+def app_db(nightly_pg_template: str) -> Iterator[URL]:
+    url = testing.create_pg_database(template=nightly_pg_template)
     engine = make_engine(url)
     try:
         with engine.begin() as conn:
@@ -59,7 +59,7 @@ def app_db(pg_template: str) -> Iterator[URL]:
     finally:
         engine.dispose()
     yield url
-    dbtools.drop_pg_database(url)
+    testing.drop_pg_database(url)
 
 
 @pytest.fixture

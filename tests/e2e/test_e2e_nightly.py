@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import URL
 
-from jobs.database import make_engine
-from jobs.models import Status, job_execution
-from tests import dbtools
+from prefect_nightly_jobs import testing
+from prefect_nightly_jobs.database import make_engine
+from prefect_nightly_jobs.models import Status, job_execution
 from tests.e2e.conftest import (
     PrefectServer,
     run_deployment,
@@ -26,10 +26,10 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def app_db(pg_template: str) -> Iterator[URL]:
-    url = dbtools.create_pg_database(template=pg_template)
+def app_db(nightly_pg_template: str) -> Iterator[URL]:
+    url = testing.create_pg_database(template=nightly_pg_template)
     yield url
-    dbtools.drop_pg_database(url)
+    testing.drop_pg_database(url)
 
 
 def rows_of(url: URL, flow_run_id: str) -> list[Any]:

@@ -13,11 +13,11 @@ from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier, Event
 from typing import Any
 
-from jobs import interrupts
-from jobs.database import make_engine
-from jobs.errors import FinalStatusNotRecordedError, LockLostError
-from jobs.lease import Lease, LockPolicy
-from jobs.lock import acquire_job_lock
+from prefect_nightly_jobs import interrupts
+from prefect_nightly_jobs.database import make_engine
+from prefect_nightly_jobs.errors import FinalStatusNotRecordedError, LockLostError
+from prefect_nightly_jobs.lease import Lease, LockPolicy
+from prefect_nightly_jobs.lock import acquire_job_lock
 
 CHILD_LIMIT_S = 120.0  # no child outlives a stuck test by more than this
 
@@ -217,7 +217,7 @@ def _marker(job_type: str, execution_id: int, what: str) -> Any:
 
     from sqlalchemy import insert
 
-    from jobs.app_models import DailyEventRollup
+    from jobs.models import DailyEventRollup
 
     return insert(DailyEventRollup).values(
         day=date(2026, 11, 28),
@@ -304,8 +304,10 @@ def write_then_hold(
     from sqlalchemy import event
     from sqlalchemy.orm import Session
 
-    from jobs.database import for_writing
-    from jobs.task import _watched_by  # exactly what the task wires between session and lease
+    from prefect_nightly_jobs.database import for_writing
+    from prefect_nightly_jobs.task import (
+        _watched_by,  # exactly what the task wires between session and lease
+    )
 
     engine = make_engine(url)
     result = acquire_job_lock(engine, job_type, policy=LockPolicy(stale_ms, heartbeat_ms))
@@ -343,9 +345,9 @@ def hold_parallel(
     from sqlalchemy import event
     from sqlalchemy.orm import Session
 
-    from jobs.database import engine_from_settings, for_writing
-    from jobs.settings import Settings
-    from jobs.task import _watched_by
+    from prefect_nightly_jobs.database import engine_from_settings, for_writing
+    from prefect_nightly_jobs.settings import Settings
+    from prefect_nightly_jobs.task import _watched_by
 
     interrupts.install()  # the leases are entered in worker threads
     if pool == "settings":

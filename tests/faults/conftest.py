@@ -10,9 +10,8 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
-from jobs import schema
-from jobs.database import make_engine
-from tests import dbtools
+from prefect_nightly_jobs import schema, testing
+from prefect_nightly_jobs.database import make_engine
 from tests.faults.pgcluster import ThrowawayCluster
 
 
@@ -77,6 +76,6 @@ def cluster_url(throwaway_cluster: ThrowawayCluster) -> Iterator[URL]:
 @pytest.fixture
 def pg_engine(pg_url: URL) -> Iterator[Engine]:
     """Like ``engine``, on PostgreSQL only: for faults that need a server to break."""
-    with dbtools.counted_engine(pg_url) as (eng, counter):
+    with testing.counted_engine(pg_url) as (eng, counter):
         yield eng
         assert counter.out == 0, f"{counter.out} connection(s) still checked out after the test"

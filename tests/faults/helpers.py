@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine, Row, select, text
 from sqlalchemy.engine import URL
 
-from jobs.models import job_execution
+from prefect_nightly_jobs.models import job_execution
 
 SPAWN = multiprocessing.get_context("spawn")
 T = TypeVar("T")
@@ -72,7 +72,7 @@ def executions(engine: Engine, job_type: str | None = None) -> Sequence[Row[Any]
 
 
 def db_time(engine: Engine) -> datetime:
-    from jobs.clock import db_now
+    from prefect_nightly_jobs.clock import db_now
 
     with engine.connect() as conn:
         value: datetime = conn.execute(select(db_now())).scalar_one()

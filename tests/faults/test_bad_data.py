@@ -7,11 +7,16 @@ from datetime import date
 import pytest
 from sqlalchemy import Engine, inspect
 
-from jobs.errors import ConfigurationError, PreCheckError
-from jobs.lease import LockPolicy
-from jobs.lock import LockAcquired, PreCheckContext, acquire_job_lock, record_outcome
-from jobs.models import ERROR_MESSAGE_LIMIT, Status
-from jobs.settings import enabled_flag_name
+from prefect_nightly_jobs.errors import ConfigurationError, PreCheckError
+from prefect_nightly_jobs.lease import LockPolicy
+from prefect_nightly_jobs.lock import (
+    LockAcquired,
+    PreCheckContext,
+    acquire_job_lock,
+    record_outcome,
+)
+from prefect_nightly_jobs.models import ERROR_MESSAGE_LIMIT, Status
+from prefect_nightly_jobs.settings import enabled_flag_name
 from tests.faults.helpers import executions
 
 pytestmark = pytest.mark.faults

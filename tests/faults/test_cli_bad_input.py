@@ -20,8 +20,8 @@ import pytest
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import URL
 
-from jobs.database import make_engine
-from tests import dbtools
+from prefect_nightly_jobs import testing
+from prefect_nightly_jobs.database import make_engine
 from tests.cli.conftest import copy_project, run_jobctl, subprocess_env, url_text
 from tests.faults.pgcluster import PASSWORD, ThrowawayCluster
 
@@ -207,17 +207,17 @@ class Ran:
 
 @pytest.fixture(scope="module")
 def ran(
-    pg_template: str,
+    nightly_pg_template: str,
     throwaway_cluster: ThrowawayCluster,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[dict[str, Ran]]:
-    app = dbtools.create_pg_database(template=pg_template)
-    empty = dbtools.create_pg_database()
+    app = testing.create_pg_database(template=nightly_pg_template)
+    empty = testing.create_pg_database()
     throwaway_cluster.ensure_started()
     guarded = throwaway_cluster.create_database()
     guarded_engine = make_engine(guarded)
     try:
-        from jobs import schema
+        from prefect_nightly_jobs import schema
 
         schema.upgrade(guarded_engine)
     finally:
@@ -268,8 +268,8 @@ def ran(
         with ThreadPoolExecutor(max_workers=4) as pool:
             yield dict(zip(CASES, pool.map(one, CASES), strict=True))
     finally:
-        dbtools.drop_pg_database(app)
-        dbtools.drop_pg_database(empty)
+        testing.drop_pg_database(app)
+        testing.drop_pg_database(empty)
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -294,7 +294,7 @@ def test_bad_input_is_one_line_exit_code_nothing_written(ran: dict[str, Ran], na
 def test_migrations_not_applied_leaves_the_database_empty(ran: dict[str, Ran]) -> None:
     done = ran["migrations-not-applied"]
     assert done.counts_after == {}, "a table was created in the unmigrated database"
-    assert "run `alembic upgrade head`" in done.result.stderr
+    assert "run `jobctl db upgrade`" in done.result.stderr
 
 
 def test_invalid_cron_is_reported_by_check_and_writes_nothing(pg_url: URL, tmp_path: Path) -> None:

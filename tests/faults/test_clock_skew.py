@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
-from jobs.models import Status
+from prefect_nightly_jobs.models import Status
 from tests.faults import skewed
 from tests.faults.conftest import Children
 from tests.faults.helpers import SPAWN, db_time, executions, expect, url_str, wait_for

@@ -16,10 +16,10 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
-from jobs.database import make_engine
-from jobs.lease import LockPolicy
-from jobs.lock import acquire_job_lock
-from jobs.models import Status
+from prefect_nightly_jobs.database import make_engine
+from prefect_nightly_jobs.lease import LockPolicy
+from prefect_nightly_jobs.lock import acquire_job_lock
+from prefect_nightly_jobs.models import Status
 from tests.faults import children as child
 from tests.faults.conftest import Children
 from tests.faults.helpers import SPAWN, db_time, executions, expect, url_str, wait_for

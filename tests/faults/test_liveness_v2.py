@@ -24,13 +24,13 @@ import pytest
 from sqlalchemy import Engine, insert, select, text
 from sqlalchemy.engine import URL
 
-from jobs.app_models import DailyEventRollup
-from jobs.database import make_engine
-from jobs.executions import job_states
-from jobs.liveness import is_alive, lease_dir
-from jobs.models import Status
-from jobs.reaper import reap_stale
-from jobs.task import JobContext, background_job
+from jobs.models import DailyEventRollup
+from prefect_nightly_jobs.database import make_engine
+from prefect_nightly_jobs.executions import job_states
+from prefect_nightly_jobs.liveness import is_alive, lease_dir
+from prefect_nightly_jobs.models import Status
+from prefect_nightly_jobs.reaper import reap_stale
+from prefect_nightly_jobs.task import JobContext, background_job
 from tests.faults import children as child
 from tests.faults.conftest import Children
 from tests.faults.helpers import SPAWN, executions, expect, url_str, wait_for

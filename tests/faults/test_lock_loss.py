@@ -16,11 +16,11 @@ import pytest
 from sqlalchemy import Engine, event, text
 from sqlalchemy.engine import URL
 
-from jobs.database import make_engine
-from jobs.errors import LockLostError
-from jobs.lease import Lease, LockPolicy
-from jobs.lock import LockAcquired, LockResult, acquire_job_lock
-from jobs.models import Status
+from prefect_nightly_jobs.database import make_engine
+from prefect_nightly_jobs.errors import LockLostError
+from prefect_nightly_jobs.lease import Lease, LockPolicy
+from prefect_nightly_jobs.lock import LockAcquired, LockResult, acquire_job_lock
+from prefect_nightly_jobs.models import Status
 from tests.faults import children as child
 from tests.faults.conftest import Children
 from tests.faults.helpers import SPAWN, executions, expect, url_str, wait_for
@@ -283,8 +283,8 @@ def runner_engine(db_url: URL) -> Iterator[Engine]:
 def _stale_now(engine: Engine, execution_id: int, stale_ms: int) -> bool:
     from sqlalchemy import func, select
 
-    from jobs.clock import is_stale
-    from jobs.models import job_execution as t
+    from prefect_nightly_jobs.clock import is_stale
+    from prefect_nightly_jobs.models import job_execution as t
 
     beat = func.coalesce(t.c.heartbeat_at, t.c.started_at)
     with engine.connect() as conn:

@@ -33,16 +33,16 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
-from flows.nightly import report_from_state, run_registry
-from jobs.database import make_engine
-from jobs.lease import LockPolicy
-from jobs.lock import acquire_job_lock
-from jobs.models import Status
-from jobs.outcome import NightlyReport
-from jobs.reaper import sweep
-from jobs.registry import Registry
-from jobs.task import BackgroundJob, JobContext, background_job
-from tests import dbtools
+from prefect_nightly_jobs import testing
+from prefect_nightly_jobs.database import make_engine
+from prefect_nightly_jobs.lease import LockPolicy
+from prefect_nightly_jobs.lock import acquire_job_lock
+from prefect_nightly_jobs.models import Status
+from prefect_nightly_jobs.nightly_flow import report_from_state, run_registry
+from prefect_nightly_jobs.outcome import NightlyReport
+from prefect_nightly_jobs.reaper import sweep
+from prefect_nightly_jobs.registry import Registry
+from prefect_nightly_jobs.task import BackgroundJob, JobContext, background_job
 from tests.cli.conftest import run_jobctl, subprocess_env
 from tests.faults import children as child
 from tests.faults.conftest import Children
@@ -66,8 +66,8 @@ def jobs_database(
 ) -> Iterator[None]:
     """Job tasks of this process use ``url`` (fresh process-wide engine and settings); no
     connection of that engine may stay checked out."""
-    from jobs import engines
-    from jobs.settings import get_settings
+    from prefect_nightly_jobs import engines
+    from prefect_nightly_jobs.settings import get_settings
 
     monkeypatch.setenv("DATABASE_URL", url_str(url))
     monkeypatch.setenv("STALE_JOB_THRESHOLD_MS", str(stale_ms))
@@ -137,7 +137,7 @@ BASE_EXCEPTIONS = [
 def _run_base_exception_flow(
     engine: Engine, monkeypatch: pytest.MonkeyPatch, parallel: int, error: BaseException
 ) -> tuple[State[Any], NightlyReport]:
-    from jobs.settings import get_settings
+    from prefect_nightly_jobs.settings import get_settings
 
     monkeypatch.setenv("MAX_PARALLEL_JOBS", str(parallel))
     get_settings.cache_clear()
@@ -436,7 +436,7 @@ def test_ambiguous_success_commit_is_read_back_lease_level(
 ) -> None:
     """Exactly what jobs/task.py does: the job's writes and SUCCESS in one transaction."""
     caplog.set_level(logging.WARNING, logger="jobs.lease")
-    with dbtools.counted_engine(proxy.url(pg_url)) as (engine, counter):
+    with testing.counted_engine(proxy.url(pg_url)) as (engine, counter):
         result = acquire_job_lock(engine, JOB_AMBIGUOUS, policy=LockPolicy(20_000, 5_000))
         assert result.acquired, result
         lease = result.lease

@@ -7,9 +7,9 @@ from prefect.client.schemas.objects import StateType
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
-from jobs.database import make_engine
-from jobs.models import ERROR_MESSAGE_LIMIT, Status
-from jobs.task import JobContext, background_job
+from prefect_nightly_jobs.database import make_engine
+from prefect_nightly_jobs.models import ERROR_MESSAGE_LIMIT, Status
+from prefect_nightly_jobs.task import JobContext, background_job
 from tests.jobtools import rows, run_task
 
 pytestmark = [pytest.mark.faults, pytest.mark.prefect]

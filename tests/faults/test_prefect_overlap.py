@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
-from flows.nightly import run_nightly
-from jobs.lease import LockPolicy
-from jobs.lock import LockAcquired, acquire_job_lock
-from jobs.models import Status
+from prefect_nightly_jobs.lease import LockPolicy
+from prefect_nightly_jobs.lock import LockAcquired, acquire_job_lock
+from prefect_nightly_jobs.models import Status
+from prefect_nightly_jobs.nightly_flow import run_nightly
 from tests.prefect_api import task_states
 
 pytestmark = [pytest.mark.faults, pytest.mark.prefect]

@@ -1,5 +1,0 @@
-"""`python -m jobs` is `jobctl`."""
-
-from jobs.cli import main
-
-main()

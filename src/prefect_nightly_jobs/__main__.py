@@ -1,0 +1,5 @@
+"""`python -m jobs` is `jobctl`."""
+
+from prefect_nightly_jobs.cli import main
+
+main()

@@ -1,0 +1,114 @@
+"""SIGTERM handling: end every lease this process holds as FAILURE "interrupted", then let the
+previous handler (Prefect's, or the default) do its job.
+
+Prefect workers and Kubernetes send SIGTERM on shutdown and cancellation. The job body may be in
+any thread, so the handler finishes the leases itself instead of hoping an exception reaches them.
+
+Python only lets the main thread install a signal handler. A lease entered in the main thread
+installs it; a process whose leases are entered in other threads (a thread-pool task runner)
+must call ``install()`` from its main thread at start-up, or SIGTERM leaves its rows to be reaped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import threading
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from prefect_nightly_jobs.lease import Lease
+
+_FINISH_TIMEOUT_S = 10.0
+# Exceptions that stop the run rather than fail the job: recorded, then re-raised. Any other
+# BaseException (SystemExit, a library's own) is the job's failure and does not stop the flow.
+_interruptions: tuple[type[BaseException], ...] = (
+    KeyboardInterrupt,
+    asyncio.CancelledError,
+    GeneratorExit,
+)
+_active: set[Lease] = set()
+_guard = threading.Lock()
+_previous: Any = signal.SIG_DFL
+_warned = False
+log = logging.getLogger("prefect_nightly_jobs.interrupts")
+
+
+def add_interruption(kind: type[BaseException]) -> None:
+    """Treat ``kind`` as an interruption (the Prefect layer adds its termination signals)."""
+    global _interruptions  # noqa: PLW0603 - a process-wide classification, set at import time
+    if kind not in _interruptions:
+        _interruptions = (*_interruptions, kind)
+
+
+def is_interruption(err: BaseException) -> bool:
+    return isinstance(err, _interruptions)
+
+
+def register(lease: Lease) -> None:
+    with _guard:
+        _active.add(lease)
+    if not install():
+        _warn_not_installed(lease)
+
+
+def unregister(lease: Lease) -> None:
+    with _guard:
+        _active.discard(lease)
+
+
+def install() -> bool:
+    """Chain our SIGTERM handler in front of the current one (idempotent).
+
+    Returns whether SIGTERM is covered: False when called outside the main thread before the
+    handler was ever installed (Python allows ``signal.signal`` in the main thread only).
+    """
+    global _previous  # noqa: PLW0603 - one handler per process, by nature of signals
+    current = signal.getsignal(signal.SIGTERM)
+    if current is _on_sigterm or current == signal.SIG_IGN:
+        return True  # ours already, or the process ignores SIGTERM: nothing would interrupt it
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    _previous = current
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    return True
+
+
+def _warn_not_installed(lease: Lease) -> None:
+    global _warned  # noqa: PLW0603 - once per process
+    if _warned:
+        return
+    _warned = True
+    log.warning(
+        "%s SIGTERM will not end this run as 'interrupted': its lease was entered outside the "
+        "main thread before the handler was installed; call "
+        "prefect_nightly_jobs.interrupts.install() from the main thread at start-up (until "
+        "then, a terminated run is reaped after STALE_JOB_THRESHOLD_MS)",
+        lease.label,
+    )
+
+
+def _finish_all() -> None:
+    with _guard:
+        leases = list(_active)
+    for lease in leases:
+        lease.interrupt("interrupted (SIGTERM)")
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    # The write runs in a helper thread: the interrupted main thread may hold a pool lock.
+    worker = threading.Thread(target=_finish_all, name="sigterm-finish", daemon=True)
+    worker.start()
+    worker.join(_FINISH_TIMEOUT_S)
+    previous = _previous
+    if callable(previous):
+        previous(signum, frame)
+        return
+    # The default action, as if we had never been here: the process ends now. Not SystemExit: it
+    # only unwinds the main thread, and a body running in another (non-daemon) thread would keep
+    # working after its row was ended, while another worker may already run the same job.
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)

@@ -1,0 +1,89 @@
+"""Proof that a lease's process is alive, for SQLite: an exclusive ``flock`` on a file per lease.
+
+On SQLite every writer shares one write lock, so a job whose transaction stays open would keep its
+own heartbeat from being written. The embedded database is on one host, so liveness there comes
+from something the job cannot block: while a lease is held, its process holds an exclusive flock
+on ``<database>-leases/<execution id>``. The kernel releases it when the process ends, however it
+ends (SIGKILL included). A reaper that cannot take the flock knows the holder is alive.
+
+PostgreSQL needs none of this: its rows are reaped by heartbeat age alone (many hosts).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from pathlib import Path
+
+from sqlalchemy.engine import URL
+
+log = logging.getLogger("prefect_nightly_jobs.liveness")
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: SQLite falls back to heartbeats alone
+    fcntl = None  # type: ignore[assignment]
+
+
+def lease_dir(url: URL) -> Path | None:
+    """Where a SQLite database keeps its lease files; None for other databases (or Windows)."""
+    if url.get_backend_name() != "sqlite" or not url.database or fcntl is None:
+        return None
+    return Path(f"{url.database}-leases")
+
+
+class HeldLease:
+    """The flock a live lease holds; ``release()`` drops it and removes the file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(exist_ok=True)
+        self._fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        # Blocking: a probe may hold the lock for the microseconds between its open and close.
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        os.close(self._fd)
+        self._fd = None
+
+
+def hold(directory: Path | None, execution_id: int) -> HeldLease | None:
+    """Hold the lease's flock; None (heartbeats alone prove liveness) where that is impossible."""
+    if directory is None:
+        return None
+    try:
+        return HeldLease(directory / str(execution_id))
+    except OSError as err:
+        log.warning(
+            "cannot hold lease file %s (%s): liveness falls back to heartbeats, so a job whose "
+            "open transaction blocks its heartbeat for STALE_JOB_THRESHOLD_MS may be reaped",
+            directory / str(execution_id),
+            err,
+        )
+        return None
+
+
+def is_alive(directory: Path | None, execution_id: int) -> bool:
+    """True when a process holds the lease's flock. A missing file means nobody does.
+
+    The probe opens the file without creating it and never keeps the lock: flock is per open file
+    description, so even a probe from the holder's own process sees the holder's lock.
+    """
+    if directory is None:
+        return False
+    try:
+        fd = os.open(directory / str(execution_id), os.O_RDWR)
+    except OSError:  # missing (nobody holds it), or unreadable: heartbeats alone decide
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing drops the probe's lock, if it got one
+    return False

@@ -1,0 +1,92 @@
+"""The Prefect side of an outcome: states for job outcomes, and who is running (the Origin).
+
+SUCCESS → Completed; FAILURE → Failed with the error as the message; SKIPPED → a Completed state
+named "Skipped" with the reason, so a skip is never mistaken for work done, nor for a failure.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from prefect.client.schemas.objects import State
+from prefect.context import TaskRunContext
+from prefect.exceptions import MissingContextError
+from prefect.logging import get_run_logger
+from prefect.states import Completed, Failed
+
+from prefect_nightly_jobs.lock import Origin
+from prefect_nightly_jobs.models import Status
+from prefect_nightly_jobs.outcome import JobFailedError, JobOutcome
+
+SKIPPED_STATE_NAME = "Skipped"
+
+
+def state_for(outcome: JobOutcome) -> State[Any]:
+    """The final Prefect state of a job task; its data is the outcome (in a JobFailedError when
+    the job failed, as Prefect expects an exception behind a Failed state)."""
+    if outcome.status == Status.SKIPPED:
+        return Completed(name=SKIPPED_STATE_NAME, message=outcome.reason, data=outcome)
+    if outcome.status == Status.FAILURE:
+        error = JobFailedError(outcome.reason or "failed", outcome=outcome)
+        return Failed(message=outcome.reason, data=error)
+    return Completed(message=outcome.reason, data=outcome)
+
+
+def outcome_from_state(job_type: str, state: State[Any]) -> JobOutcome:
+    """Read a job task's outcome back from its final state.
+
+    A task that never returned (crashed, cancelled, killed) has no outcome of ours: it is reported
+    as FAILURE with Prefect's message; its row, if any, is finished by the lease or reaped.
+    """
+    try:
+        value = state.result(raise_on_failure=False, _sync=True)  # type: ignore[call-overload]
+    except Exception:  # noqa: BLE001 - a result that cannot be read is reported, not raised
+        value = None
+    if isinstance(value, JobFailedError) and value.outcome is not None:
+        return value.outcome
+    if isinstance(value, JobOutcome):
+        return value
+    return JobOutcome(
+        job_type=job_type,
+        status=Status.FAILURE,
+        reason=f"{state.name}: {state.message or 'no outcome recorded'}",
+        execution_id=None,
+        duration_s=0.0,
+    )
+
+
+def current_origin() -> Origin:
+    """The flow run, task run and attempt of the running task, for the execution row."""
+    ctx = TaskRunContext.get()
+    if ctx is None or ctx.task_run is None:
+        return Origin()
+    run = ctx.task_run
+    return Origin(
+        flow_run_id=str(run.flow_run_id) if run.flow_run_id else None,
+        task_run_id=str(run.id),
+        attempt=max(run.run_count, 1),
+    )
+
+
+def _no_empty_traceback(record: logging.LogRecord) -> bool:
+    # Prefect logs a task that *returned* a Failed state with exc_info=True although no exception
+    # is active, which prints a stray "NoneType: None". The job's own traceback is logged already.
+    if record.exc_info == (None, None, None):
+        record.exc_info = None
+    return True
+
+
+def quiet_stray_tracebacks() -> None:
+    """Install the filter above on Prefect's task-run logger (idempotent)."""
+    task_runs = logging.getLogger("prefect.task_runs")
+    if _no_empty_traceback not in task_runs.filters:
+        task_runs.addFilter(_no_empty_traceback)
+
+
+def run_logger(fallback: str) -> logging.Logger | logging.LoggerAdapter[Any]:
+    """Prefect's run logger (its lines reach the UI), or a plain logger outside a run."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger(fallback)
