@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench dist clean
+.PHONY: run test test-fast lint typecheck pytest bench dist clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,11 @@ run: $(STAMP)
 
 ## Everything: lint, format check, types, and the whole test suite on real PostgreSQL + SQLite.
 test: $(STAMP) lint typecheck pytest
+
+## The inner loop: lint, types, and the tests that need no real process faults or Prefect server.
+test-fast: $(STAMP) lint typecheck
+	@TEST_DATABASE_URL="$$(.ci/ensure-postgres)" && export TEST_DATABASE_URL && \
+		$(VENV)/bin/pytest -m "not faults and not e2e" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
