@@ -6,6 +6,7 @@ this history uses Alembic's default version table and never looks at the plugin'
 
 from __future__ import annotations
 
+from logging.config import fileConfig
 from typing import Any
 
 from alembic import context
@@ -36,6 +37,8 @@ def run_migrations_online() -> None:
     if connection is not None:  # given a connection (the plugin's pytest fixtures migrate so)
         _run(connection)
         return
+    if context.config.config_file_name is not None:  # the `alembic` command: log as it does
+        fileConfig(context.config.config_file_name, disable_existing_loggers=False)
     try:
         engine = engine_from_settings(load_settings())  # DATABASE_URL, never this project's files
         try:

@@ -51,7 +51,9 @@ def test_invalid_values_stop_the_deploy_with_one_line(
 
 def test_prefect_yaml_wires_the_nightly_deployment() -> None:
     config = yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text())
-    assert config["build"] == [{"prefect_nightly_jobs.deployment.deployment_settings": {"id": "settings"}}]
+    assert config["build"] == [
+        {"prefect_nightly_jobs.deployment.deployment_settings": {"id": "settings"}}
+    ]
     (pull,) = config["pull"]
     assert pull["prefect.deployments.steps.set_working_directory"]["directory"] == (
         "{{ settings.project_dir }}"

@@ -171,7 +171,9 @@ def test_run_job_once_per_period_and_force(job_env: URL, engine: Engine) -> None
 def test_bad_input_fails_before_anything_runs(
     job_env: URL, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with pytest.raises(DependencyError, match="unknown job 'nope': use one of daily_rollup, import_events"):
+    with pytest.raises(
+        DependencyError, match="unknown job 'nope': use one of daily_rollup, import_events"
+    ):
         run_job("nope")
     monkeypatch.setenv("DAILY_ROLLUP_ENABLED", "maybe")
     with pytest.raises(ConfigurationError, match="DAILY_ROLLUP_ENABLED must be one of"):

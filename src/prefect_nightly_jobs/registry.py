@@ -52,7 +52,7 @@ class Registry:
     def add(self, spec: JobSpec) -> None:
         if spec.job_type in self._specs:
             raise DependencyError(
-                f"job type {spec.job_type!r} is registered twice: give each job its own JobType"
+                f"job type {spec.job_type!r} is declared twice: give each job a type of its own"
             )
         self._specs[spec.job_type] = spec
 

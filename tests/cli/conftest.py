@@ -91,7 +91,7 @@ def subprocess_env(**extra: str) -> dict[str, str]:
 
 
 def jobctl_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "jobs", *args]
+    return [sys.executable, "-m", "prefect_nightly_jobs", *args]
 
 
 def run_jobctl(

@@ -125,9 +125,9 @@ CASES: dict[str, Case] = {
         3,
         "cycle",
         edit=_replace(
-            "jobs/catalog/import_events.py",
+            "jobs/import_events.py",
             "    once_per_period=True,\n)",
-            "    once_per_period=True,\n    depends_on=[JobType.DAILY_ROLLUP],\n)",
+            '    once_per_period=True,\n    depends_on=["daily_rollup"],\n)',
         ),
     ),
     "unknown-dependency": Case(
@@ -135,7 +135,7 @@ CASES: dict[str, Case] = {
         3,
         "no_such_job",
         edit=_replace(
-            "jobs/catalog/purge_expired.py",
+            "jobs/purge_expired.py",
             "    retries=2,",
             '    depends_on=["no_such_job"],\n    retries=2,',
         ),
@@ -143,10 +143,8 @@ CASES: dict[str, Case] = {
     "duplicate-job-type": Case(
         ("nightly",),
         3,
-        "'import_events' is registered twice",
-        edit=_replace(
-            "jobs/catalog/purge_expired.py", "JobType.PURGE_EXPIRED,", "JobType.IMPORT_EVENTS,"
-        ),
+        "'import_events' is declared twice",
+        edit=_replace("jobs/purge_expired.py", '    "purge_expired",', '    "import_events",'),
     ),
     "run-unknown-job": Case(("run", "import_event"), 3, "unknown job 'import_event'"),
     "run-malformed-period": Case(

@@ -41,7 +41,7 @@ def new(
     Run it anywhere inside the project (the directory of its pyproject.toml; `jobctl init` makes
     one). Writes JOBS/NAME.py (the job, with a marked place for your logic; JOBS is the jobs
     package, [tool.prefect-nightly-jobs] jobs, default jobs/) and tests/test_NAME.py (runs the job
-    through Prefect on a fresh database and expects SUCCESS), plus tests/__init__.py if missing.
+    through Prefect on a fresh database and expects SUCCESS), plus `tests/__init__.py` if missing.
     The plugin discovers the job: nothing is registered, no migration is needed. A bad name, a
     job type that exists, an unknown or cyclic --depends-on, a file in the way or any write error
     changes nothing (exit 6).
