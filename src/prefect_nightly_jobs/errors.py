@@ -55,4 +55,4 @@ class DependencyError(ConfigurationError):
 
 
 class ScaffoldError(JobsError):
-    """`jobctl new` refused to write anything."""
+    """`jobctl new` or `jobctl init` refused to write anything."""

@@ -36,7 +36,7 @@ def gated_project(directory: Path) -> Path:
     copy = copy_project(directory)
     made = run_jobctl("new", JOB, cwd=copy, env=subprocess_env(PYTHONPATH=str(copy)))
     assert made.returncode == 0, made.stderr
-    module = copy / "jobs" / "catalog" / f"{JOB}.py"
+    module = copy / "jobs" / f"{JOB}.py"
     text = module.read_text()
     head, rest = text.split("    # >>> your job logic starts here >>>\n")
     _, tail = rest.split("    # <<< your job logic ends here <<<\n")

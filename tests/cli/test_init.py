@@ -7,6 +7,7 @@ repository's reference application is that layout: its files are compared with w
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -144,6 +145,27 @@ def test_the_generated_tree_passes_ruff_and_mypy_as_written(
 ) -> None:
     assert cli("init").exit_code == 0
     check_tools(at, mypy_cache)
+
+
+def test_the_generated_application_imports_only_the_public_api(cli: Invoke, at: Path) -> None:
+    """The root package, and prefect_nightly_jobs.testing in tests: never a private module."""
+    assert cli("init").exit_code == 0
+    assert cli("new", "a").exit_code == 0
+    for path in sorted(at.rglob("*.py")):
+        allowed = {"prefect_nightly_jobs"}
+        if path.parts[len(at.parts)] == "tests":
+            allowed.add("prefect_nightly_jobs.testing")
+        for node in ast.walk(ast.parse(path.read_text())):
+            modules = (
+                [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else []
+            )
+            for module in modules:
+                if module.split(".")[0] == "prefect_nightly_jobs":
+                    assert module in allowed, f"{path.relative_to(at)} imports {module}"
 
 
 def test_the_reference_application_is_what_init_generates(tmp_path: Path) -> None:

@@ -65,7 +65,7 @@ def test_console_script_and_module_are_the_same_cli(tmp_path: Path) -> None:
 
 def test_a_job_module_that_does_not_import_is_one_line(tmp_path: Path) -> None:
     copy = copy_project(tmp_path / "copy")
-    broken = copy / "jobs" / "catalog" / "purge_expired.py"
+    broken = copy / "jobs" / "purge_expired.py"
     broken.write_text(broken.read_text() + '\nraise RuntimeError("half-written job")\n')
     env = subprocess_env(PYTHONPATH=str(copy))
     listed = run_jobctl("list", cwd=copy, env=env)

@@ -11,6 +11,7 @@ from typer.core import TyperGroup
 
 from prefect_nightly_jobs.cli import db, operate, run
 from prefect_nightly_jobs.cli.exit_codes import ExitCode, exit_code_for
+from prefect_nightly_jobs.cli.init import init
 from prefect_nightly_jobs.cli.new import new
 from prefect_nightly_jobs.cli.runtime import DEBUG_ENV
 from prefect_nightly_jobs.errors import JobsError
@@ -59,7 +60,7 @@ app = typer.Typer(
         "and see and fix what they did.\n\n"
         "Exit codes: 0 ok, 1 a job or check failed, 2 bad command line, 3 configuration "
         "(settings, unknown job, dependency cycle), 4 database unreachable or not migrated, "
-        "5 nothing to unlock, 6 `new` refused (nothing written), 70 unexpected error "
+        "5 nothing to unlock, 6 `init`/`new` refused (nothing written), 70 unexpected error "
         f"({DEBUG_ENV}=1 shows the traceback), 130 interrupted."
     ),
     no_args_is_help=True,
@@ -69,6 +70,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+app.command("init")(init)
 app.command("new")(new)
 app.command("list")(operate.list_jobs)
 app.command("check")(operate.check)

@@ -183,7 +183,7 @@ alembic.ini holds no URL.
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import Connection
+from sqlalchemy import Connection, exc
 
 from $package.models import Base
 
@@ -219,20 +219,28 @@ def run_migrations_online() -> None:
     from logging.config import fileConfig
 
     from prefect_nightly_jobs import JobsError, engine_from_settings, load_settings
-    from prefect_nightly_jobs.database import translated_errors
 
     if context.config.config_file_name is not None:
         fileConfig(context.config.config_file_name, disable_existing_loggers=False)
     try:
         engine = engine_from_settings(load_settings())
-        try:
-            with translated_errors(engine.url), engine.connect() as conn:
-                _run(conn)
-                conn.commit()
-        finally:
-            engine.dispose()
     except JobsError as err:
         raise SystemExit(f"error: {err}") from None
+    try:
+        try:
+            conn = engine.connect()
+        except exc.OperationalError as err:
+            where = engine.url.render_as_string(hide_password=True)
+            reason = (str(err.orig or err).strip().splitlines() or ["no reason given"])[0]
+            raise SystemExit(
+                f"error: database unavailable at {where}: {reason} "
+                "(check DATABASE_URL and that the server is running)"
+            ) from None
+        with conn:
+            _run(conn)
+            conn.commit()
+    finally:
+        engine.dispose()
 
 
 if context.is_offline_mode():
