@@ -100,7 +100,7 @@ class _Beater:
     def add(self, heartbeat: Heartbeat) -> None:
         with self._cond:
             self._leases[heartbeat.execution_id] = heartbeat
-            if self._thread is None:
+            if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=self._run, name=f"heartbeat:{self.url.database}", daemon=True
                 )
@@ -134,7 +134,10 @@ class _Beater:
                 due = [hb for hb in self._leases.values() if not hb.stopped]
             next_beat = time.monotonic() + self.interval
             with self._in_flight:
-                self._beat([hb for hb in due if not hb.stopped])
+                try:
+                    self._beat([hb for hb in due if not hb.stopped])
+                except Exception:  # one bad beat must never end every lease's heartbeat
+                    log.exception("heartbeat failed unexpectedly; retrying at the next interval")
 
     def _retire(self) -> None:
         """No lease for a while: close the connection and end the thread (under ``_cond``)."""
@@ -158,7 +161,7 @@ class _Beater:
         sent = time.monotonic()
         try:
             beaten, running = self._send(self._engine, ids)
-        except (exc.OperationalError, exc.InterfaceError) as err:
+        except exc.DBAPIError as err:  # any driver error (a read-only failover included)
             if is_busy(err):  # SQLite: a job holds the write lock; its flock proves it alive
                 for hb in due:
                     hb.skipped += 1

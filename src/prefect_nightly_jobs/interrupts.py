@@ -34,6 +34,7 @@ _active: set[Lease] = set()
 _guard = threading.Lock()
 _previous: Any = signal.SIG_DFL
 _warned = False
+_deferred: int | None = None
 log = logging.getLogger("prefect_nightly_jobs.interrupts")
 
 
@@ -98,7 +99,24 @@ def _finish_all() -> None:
         lease.interrupt("interrupted (SIGTERM)")
 
 
+def deliver_deferred() -> None:
+    """Called by a lease when it has written its final status: a SIGTERM that arrived while this
+    thread was writing it is handled now."""
+    global _deferred
+    signum, _deferred = _deferred, None
+    if signum is not None and threading.current_thread() is threading.main_thread():
+        _on_sigterm(signum, None)
+
+
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    global _deferred  # noqa: PLW0603
+    with _guard:
+        leases = list(_active)
+    if any(lease.finishing_here() for lease in leases):
+        # The main thread was stopped in the middle of writing a final status (its commit, say):
+        # the handler cannot write over it, nor wait for it. Let it end, then handle the signal.
+        _deferred = signum
+        return
     # The write runs in a helper thread: the interrupted main thread may hold a pool lock.
     worker = threading.Thread(target=_finish_all, name="sigterm-finish", daemon=True)
     worker.start()
@@ -112,3 +130,15 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     # working after its row was ended, while another worker may already run the same job.
     signal.signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)
+
+
+def _after_fork_in_child() -> None:
+    # A forked child (a multiprocessing pool worker, say) holds none of its parent's leases: a
+    # SIGTERM to the child must not end the parent's rows.
+    global _guard  # noqa: PLW0603 - replaced only in a new child process
+    _active.clear()
+    _guard = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

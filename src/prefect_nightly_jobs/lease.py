@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
@@ -139,6 +140,7 @@ class Lease:
         self._interrupted = False
         self._success_sent = False
         self._job_connection: Any = None
+        self._finishing: threading.Thread | None = None
 
     # -- liveness -------------------------------------------------------------------------
     def start_heartbeat(self) -> None:
@@ -179,12 +181,28 @@ class Lease:
         self, status: Literal[Status.SUCCESS, Status.FAILURE], error: str | None = None
     ) -> FinishOutcome:
         """Write the final status only if the row is still RUNNING (fencing); idempotent."""
-        with self._finish_lock:
+        with self._finishing_in_this_thread():
             if self._finished is None:
                 self.stop_heartbeat()
                 self._finished = self._write_final(status, error)
                 self._release()
             return self._finished
+
+    @contextlib.contextmanager
+    def _finishing_in_this_thread(self) -> Iterator[None]:
+        """Hold the finish lock; a SIGTERM that arrives meanwhile in this thread waits for the end
+        of the write (see ``interrupts``) instead of deadlocking on this lock."""
+        with self._finish_lock:
+            self._finishing = threading.current_thread()
+            try:
+                yield
+            finally:
+                self._finishing = None
+        interrupts.deliver_deferred()
+
+    def finishing_here(self) -> bool:
+        """Whether the current thread is in the middle of writing this lease's final status."""
+        return self._finishing is threading.current_thread()
 
     def _release(self) -> None:
         if self._held is not None:
@@ -255,7 +273,7 @@ class Lease:
         reading the row back; if that is impossible too, the exception propagates and leaving the
         lease resolves it (the fenced FAILURE write finds SUCCESS if the commit landed).
         """
-        with self._finish_lock:
+        with self._finishing_in_this_thread():
             if self._finished is not None:
                 return self._finished
             self.stop_heartbeat()

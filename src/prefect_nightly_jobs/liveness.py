@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import weakref
 from pathlib import Path
 
 from sqlalchemy.engine import URL
@@ -27,10 +28,13 @@ except ImportError:  # pragma: no cover - Windows: SQLite falls back to heartbea
 
 
 def lease_dir(url: URL) -> Path | None:
-    """Where a SQLite database keeps its lease files; None for other databases (or Windows)."""
+    """Where a SQLite database keeps its lease files; None for other databases (or Windows).
+
+    Beside the database's real file (symlinks resolved), so that every name of one database
+    finds the same leases."""
     if url.get_backend_name() != "sqlite" or not url.database or fcntl is None:
         return None
-    return Path(f"{url.database}-leases")
+    return Path(f"{os.path.realpath(url.database)}-leases")
 
 
 class HeldLease:
@@ -38,18 +42,40 @@ class HeldLease:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._pid = os.getpid()
         path.parent.mkdir(exist_ok=True)
         self._fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         # Blocking: a probe may hold the lock for the microseconds between its open and close.
         fcntl.flock(self._fd, fcntl.LOCK_EX)
+        _held.add(self)
 
     def release(self) -> None:
         if self._fd is None:
             return
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+        if self._pid == os.getpid():  # only the holder removes the file
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
         os.close(self._fd)
         self._fd = None
+
+    def _close_inherited(self) -> None:
+        # A forked child shares the holder's open file description, and with it the flock: its
+        # copy must go, or the lease would outlive the holder for as long as the child lives.
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+_held: weakref.WeakSet[HeldLease] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for lease in list(_held):
+        lease._close_inherited()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def hold(directory: Path | None, execution_id: int) -> HeldLease | None:
