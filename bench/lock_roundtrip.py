@@ -43,8 +43,8 @@ class Floor:
 
     As specified: lock + INSERT in one transaction, UPDATE in a second one, each committed:
     7 round trips (BEGIN, lock, INSERT, COMMIT, BEGIN, UPDATE, COMMIT). ``tight=True`` sends the
-    UPDATE in autocommit, as the product now does: 5 round trips (ours takes 4: its lock row and
-    INSERT are one statement).
+    UPDATE in autocommit, as the product does: 5 round trips (ours takes 4: BEGIN, the INSERT that
+    the unique index admits or refuses, COMMIT, then the fenced UPDATE in autocommit).
     """
 
     def __init__(self, url: URL, *, tight: bool = False) -> None:
@@ -137,7 +137,7 @@ def run(ctx: Context) -> list[Row]:
             target=TARGET,
             note=(
                 "floor = raw psycopg, lock + INSERT committed, then UPDATE committed (7 round "
-                f"trips); ours takes 5. Against the 5-round-trip floor (UPDATE in autocommit, "
+                f"trips); ours takes 4. Against the 5-round-trip floor (UPDATE in autocommit, "
                 f"p50 {fmt_ms(tight_p50)}): {ours['p50'] / tight_p50:.2f}x"
             ),
             data={"ours_ms": ours, "floor_ms": base, "tight_floor_ms": summary(samples["tight"])},

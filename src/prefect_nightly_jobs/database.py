@@ -228,7 +228,8 @@ def for_writing(engine: Engine) -> Engine:
 @contextlib.contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
     """A transaction for the lock's own writes; on SQLite it holds the write lock from BEGIN."""
-    with for_writing(engine).begin() as conn:
+    writer = engine if engine.dialect.name == "postgresql" else for_writing(engine)
+    with writer.begin() as conn:
         yield conn
 
 

@@ -219,12 +219,12 @@ class _Beater:
         self._failing = True
 
 
-_beaters: dict[tuple[str, int], _Beater] = {}
+_beaters: dict[tuple[URL, int], _Beater] = {}
 _guard = threading.Lock()
 
 
 def _beater_for(url: URL, interval_ms: int) -> _Beater:
-    key = (url.render_as_string(hide_password=False), interval_ms)
+    key = (url, interval_ms)  # a URL is an immutable, hashable tuple
     with _guard:
         beater = _beaters.get(key)
         if beater is None:

@@ -4,13 +4,13 @@ Plain SQLAlchemy, no Prefect. One algorithm on both databases, in one short tran
 committed before the job body starts:
 
 1. with a pre-check only: serialize the job type's acquirers (``pg_advisory_xact_lock`` on
-   PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already serializes every writer);
-2. reap the job type's stale RUNNING row, if any (``jobs.reaper``);
-3. with a pre-check only: run it; a reason to skip records a SKIPPED row;
-4. ``INSERT`` the RUNNING row ``ON CONFLICT DO NOTHING``. The partial unique indexes are the lock:
+   PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already serializes every writer), then run it; a
+   reason to skip records a SKIPPED row;
+2. ``INSERT`` the RUNNING row ``ON CONFLICT DO NOTHING``. The partial unique indexes are the lock:
    one RUNNING row per job type, one counted run per period for once-per-period jobs. The insert
    returns a row (acquired) or nothing (someone holds it);
-5. if nothing was inserted, read who holds it and record a SKIPPED row naming the holder.
+3. if nothing was inserted: reap the job type's RUNNING row if it is stale (``jobs.reaper``) and,
+   if one was, insert again; otherwise read who holds it and record a SKIPPED row naming it.
 
 No other path writes a RUNNING row, and the database refuses a second one whatever Python does.
 """
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -110,15 +110,26 @@ def already_succeeded_for_period(ctx: PreCheckContext) -> str | None:
     return f"already succeeded for period {ctx.period.isoformat()} (execution {done})"
 
 
-def _insert(conn: Connection, values: dict[str, Any]) -> Any:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement = (
+_ROW = ("job_type", "period", "owner", "flow_run_id", "task_run_id", "attempt", "once_per_period")
+
+
+def _insert_running(dialect: Any) -> Any:
+    """Built once per dialect, with bind parameters: building it per call cost more than its
+    round trip."""
+    return (
         dialect.insert(_exec)
-        .values(**values, started_at=db_now(), completed_at=None)
+        .values({name: bindparam(name, type_=_exec.c[name].type) for name in _ROW})
+        .values(status=Status.RUNNING.value, started_at=db_now())
         .on_conflict_do_nothing()  # any unique index: the RUNNING one or the period one
         .returning(_exec.c.id, _exec.c.started_at)
     )
-    return conn.execute(statement).first()
+
+
+_INSERT_RUNNING = {"postgresql": _insert_running(postgresql), "sqlite": _insert_running(sqlite)}
+
+
+def _insert(conn: Connection, values: dict[str, Any]) -> Any:
+    return conn.execute(_INSERT_RUNNING[conn.dialect.name], values).first()
 
 
 def _holder(conn: Connection, values: dict[str, Any]) -> tuple[SkipKind, str] | None:
@@ -156,7 +167,6 @@ def _decide(
     if pre_check is not None and conn.dialect.name == "postgresql":
         key = func.hashtext(job_type)
         conn.execute(select(func.pg_advisory_xact_lock(_ADVISORY_NAMESPACE, key)))
-    reap_stale(conn, policy.stale_after_ms, job_type)
     if pre_check is not None:
         with Session(bind=conn, join_transaction_mode="create_savepoint") as session:
             context = PreCheckContext(session=session, job_type=job_type, period=values["period"])
@@ -172,20 +182,20 @@ def _decide(
         if reason:
             skip_id = insert_finished(conn, values, Status.SKIPPED, reason)
             return LockNotAcquired(reason, SkipKind.PRE_CHECK, skip_id)
-    for _ in range(3):
-        row = _insert(conn, {**values, "status": Status.RUNNING.value})
+    for attempt in range(3):
+        row = _insert(conn, values)
         if row is not None:
             return Execution(row.id, job_type, values["period"], row.started_at)
+        if attempt == 0 and reap_stale(conn, policy.stale_after_ms, job_type):
+            continue  # its holder was dead: take its place
         held = _holder(conn, values)
         if held is not None:
             kind, reason = held
-            return LockNotAcquired(
-                reason, kind, insert_finished(conn, values, Status.SKIPPED, reason)
-            )
+            skip_id = insert_finished(conn, values, Status.SKIPPED, reason)
+            return LockNotAcquired(reason, kind, skip_id)
     reason = "already running: the lock changed hands three times while acquiring"
-    return LockNotAcquired(
-        reason, SkipKind.ALREADY_RUNNING, insert_finished(conn, values, Status.SKIPPED, reason)
-    )
+    skip_id = insert_finished(conn, values, Status.SKIPPED, reason)
+    return LockNotAcquired(reason, SkipKind.ALREADY_RUNNING, skip_id)
 
 
 def acquire_job_lock(

@@ -44,9 +44,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture(scope="session")
-def nightly_project() -> Project:
-    """The project under test: pyproject.toml's [tool.prefect-nightly-jobs] from the cwd."""
-    return find_project()
+def nightly_project(request: pytest.FixtureRequest) -> Project:
+    """The project under test: the pyproject.toml of pytest's root directory (not of whatever
+    directory a test has changed into when this is first asked for)."""
+    return find_project(request.config.rootpath)
 
 
 @pytest.fixture(scope="session")
