@@ -45,6 +45,16 @@ def db_url(backend: str, request: pytest.FixtureRequest) -> URL:
 
 
 @pytest.fixture
+def empty_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> URL:
+    """A fresh database with no table at all (for migration tests)."""
+    if backend == "sqlite":
+        return testing.create_sqlite_database(tmp_path)
+    url = testing.create_pg_database()
+    request.addfinalizer(lambda: testing.drop_pg_database(url))
+    return url
+
+
+@pytest.fixture
 def engine(db_url: URL) -> Iterator[Engine]:
     """An engine on the test's database; fails the test if any pooled connection leaks."""
     with testing.counted_engine(db_url) as (eng, counter):

@@ -16,15 +16,6 @@ from prefect_nightly_jobs.database import make_engine
 from prefect_nightly_jobs.errors import MigrationsNotAppliedError
 
 
-@pytest.fixture
-def empty_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> URL:
-    if backend == "sqlite":
-        return testing.create_sqlite_database(tmp_path)
-    url = testing.create_pg_database()
-    request.addfinalizer(lambda: testing.drop_pg_database(url))
-    return url
-
-
 def test_single_head() -> None:
     heads = ScriptDirectory.from_config(schema.alembic_config()).get_heads()
     assert len(heads) == 1, f"migrations have several heads: {heads}"

@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
@@ -19,20 +18,11 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import URL
 
 from jobs.models import Base
-from prefect_nightly_jobs import schema, testing
+from prefect_nightly_jobs import schema
 from prefect_nightly_jobs.database import make_engine
 from tests import REPO_ROOT
 
 BIN = Path(sys.executable).parent
-
-
-@pytest.fixture
-def empty_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> URL:
-    if backend == "sqlite":
-        return testing.create_sqlite_database(tmp_path)
-    url = testing.create_pg_database()
-    request.addfinalizer(lambda: testing.drop_pg_database(url))
-    return url
 
 
 def _run(args: list[str], cwd: Path, url: URL) -> subprocess.CompletedProcess[str]:

@@ -84,14 +84,8 @@ def _freeze(pid: int, engine: Engine, execution_id: int) -> None:
     raise AssertionError("could not freeze the holder between two heartbeats")
 
 
-@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
-def test_stalled_run_is_reaped_and_cannot_overwrite_the_newer_run(
-    db_url: URL, engine: Engine, children: Children
-) -> None:
-    """The holder freezes (GC pause, VM stall: SIGSTOP) past the threshold and is reaped; when it
-    wakes up, still_held() is False, its exit raises LockLostError, the new run is untouched.
-    (On SQLite a frozen process still holds its lease's flock: see the next test.)"""
-    policy = LockPolicy(1000, 100)
+def _frozen_holder(db_url: URL, engine: Engine, children: Children) -> tuple[Any, Any, Any, int]:
+    """A child process that holds the lock (1 s threshold, 100 ms beats), frozen by SIGSTOP."""
     started, release, out = SPAWN.Event(), SPAWN.Event(), SPAWN.Queue()
     holder = children.start(
         SPAWN.Process(
@@ -110,6 +104,18 @@ def test_stalled_run_is_reaped_and_cannot_overwrite_the_newer_run(
     old_id = expect(out, "started", 60)["id"]
     assert holder.pid is not None
     _freeze(holder.pid, engine, old_id)
+    return holder, release, out, int(old_id)
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_stalled_run_is_reaped_and_cannot_overwrite_the_newer_run(
+    db_url: URL, engine: Engine, children: Children
+) -> None:
+    """The holder freezes (GC pause, VM stall: SIGSTOP) past the threshold and is reaped; when it
+    wakes up, still_held() is False, its exit raises LockLostError, the new run is untouched.
+    (On SQLite a frozen process still holds its lease's flock: see the next test.)"""
+    policy = LockPolicy(1000, 100)
+    holder, release, out, old_id = _frozen_holder(db_url, engine, children)
     try:
         newer = _acquire_within(engine, policy, 15)
     finally:
@@ -141,24 +147,7 @@ def test_sqlite_frozen_process_keeps_its_lease(
     """SQLite is one host: a frozen (SIGSTOPped) holder is alive, so it is not reaped however long
     it is silent; once it continues, it finishes SUCCESS. Only its death releases the lease."""
     policy = LockPolicy(1000, 100)
-    started, release, out = SPAWN.Event(), SPAWN.Event(), SPAWN.Queue()
-    holder = children.start(
-        SPAWN.Process(
-            target=child.hold,
-            kwargs={
-                "url": url_str(db_url),
-                "job_type": JOB,
-                "stale_ms": 1000,
-                "heartbeat_ms": 100,
-                "started": started,
-                "release": release,
-                "out": out,
-            },
-        )
-    )
-    old_id = expect(out, "started", 60)["id"]
-    assert holder.pid is not None
-    _freeze(holder.pid, engine, old_id)
+    holder, release, out, old_id = _frozen_holder(db_url, engine, children)
     try:
         deadline = time.monotonic() + 3.5  # more than three thresholds of silence
         while time.monotonic() < deadline:
