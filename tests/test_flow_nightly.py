@@ -121,7 +121,8 @@ def test_failed_upstream_skips_downstream_in_both_systems(
     )
     table = markdown_artifacts(report.flow_run_id)[ARTIFACT_KEY]
     assert "| import_events | FAILURE |" in table
-    assert "| daily_rollup | SKIPPED | " in table and "upstream import_events failed" in table
+    assert "| daily_rollup | SKIPPED (upstream_failed) | " in table
+    assert "upstream import_events failed" in table
 
 
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)

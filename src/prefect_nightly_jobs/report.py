@@ -21,8 +21,9 @@ def markdown_table(report: NightlyReport) -> str:
     ]
     for o in report.outcomes:
         execution = str(o.execution_id) if o.execution_id is not None else "-"
+        status = f"{o.status} ({o.skip_kind})" if o.skip_kind else str(o.status)
         lines.append(
-            f"| {_cell(o.job_type)} | {o.status} | {o.duration_s:.2f}s | "
+            f"| {_cell(o.job_type)} | {status} | {o.duration_s:.2f}s | "
             f"{_cell(o.reason or '')} | {execution} |"
         )
     lines += ["", report.summary()]
