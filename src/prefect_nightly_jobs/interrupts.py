@@ -99,6 +99,11 @@ def _finish_all() -> None:
         lease.interrupt("interrupted (SIGTERM)")
 
 
+def signal_pending() -> bool:
+    """A SIGTERM waits for a final write of this thread: retries must give up now, not later."""
+    return _deferred is not None
+
+
 def deliver_deferred() -> None:
     """Called by a lease when it has written its final status: a SIGTERM that arrived while this
     thread was writing it is handled now."""

@@ -246,7 +246,7 @@ class Lease:
                 return self._settled(status, current)
             except _Fatal as err:
                 reason = describe_db_error(err, self.engine.url)
-                if time.monotonic() + delay > deadline:
+                if time.monotonic() + delay > deadline or interrupts.signal_pending():
                     detail = (
                         f"final status {status} not recorded: database unreachable for "
                         f"{time.monotonic() - started:.0f}s ({reason}); lease given up, the row "
@@ -310,7 +310,7 @@ class Lease:
                     conn.rollback()
                     return status
             except _Fatal:
-                if time.monotonic() + delay > deadline:
+                if time.monotonic() + delay > deadline or interrupts.signal_pending():
                     return None
                 time.sleep(delay)
                 delay = min(delay * 2, _RETRY_MAX_S)

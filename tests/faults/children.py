@@ -405,3 +405,231 @@ def hold_parallel(
             worker.join(CHILD_LIMIT_S)
     finally:
         engine.dispose()
+
+
+# --- fixes of the adversarial review (tests/faults/test_review_v2.py) -------------------------
+
+
+def _square(x: int) -> int:
+    return x * x
+
+
+_pool_worker: dict[str, Any] = {}  # what a pool worker got from its initializer
+
+
+def _pool_init(barrier: Barrier) -> None:
+    _pool_worker["barrier"] = barrier
+
+
+def _search(i: int) -> int:
+    """Task 0 answers once task 1 runs in the other worker; task 1 works on (until terminated)."""
+    _pool_worker["barrier"].wait(10)
+    if i:
+        time.sleep(30)
+    return i
+
+
+def _finished_report(
+    lease: Lease, lock_lost: str | None, not_recorded: str | None
+) -> dict[str, Any]:
+    outcome = lease.outcome
+    assert outcome is not None
+    return {
+        "event": "done",
+        "recorded": outcome.recorded,
+        "status": str(outcome.status),
+        "detail": outcome.detail,
+        "lock_lost": lock_lost,
+        "not_recorded": not_recorded,
+        **_heartbeat_stats(lease),
+    }
+
+
+def hold_with_fork_pool(
+    *,
+    url: str,
+    job_type: str,
+    stale_ms: int,
+    heartbeat_ms: int,
+    release: Event,
+    out: Queue[dict[str, Any]],
+) -> None:
+    """A body that uses a fork-start ``multiprocessing`` Pool as a context manager (its
+    ``__exit__`` terminates the workers: SIGTERM), then waits for ``release``.
+
+    In the pool: a ``map``, then a search whose first answer is enough, so that leaving the block
+    surely SIGTERMs a worker still busy (after a bare ``map``, the workers may have ended first).
+    Reports ``started``, then ``pooled`` (the pool's results, whether the lease is still held)
+    once the pool is closed and its workers are gone, then ``done``.
+    """
+    import multiprocessing
+
+    fork = multiprocessing.get_context("fork")
+
+    engine = make_engine(url)
+    try:
+        result = acquire_job_lock(engine, job_type, policy=LockPolicy(stale_ms, heartbeat_ms))
+        assert result.acquired
+        lease = result.lease
+        lock_lost: str | None = None
+        not_recorded: str | None = None
+        try:
+            with lease:
+                out.put({"event": "started", "id": lease.execution.id})
+                with fork.Pool(2, initializer=_pool_init, initargs=(fork.Barrier(2),)) as pool:
+                    squares = pool.map(_square, range(4))
+                    first = next(pool.imap_unordered(_search, [0, 1]))
+                out.put(
+                    {
+                        "event": "pooled",
+                        "squares": squares,
+                        "first": first,
+                        "held": lease.still_held(),
+                    }
+                )
+                release.wait(CHILD_LIMIT_S)
+        except LockLostError as err:
+            lock_lost = str(err)
+        except FinalStatusNotRecordedError as err:
+            not_recorded = str(err)
+        out.put(_finished_report(lease, lock_lost, not_recorded))
+    finally:
+        engine.dispose()
+
+
+def _beater_stats(lease: Lease) -> dict[str, Any]:
+    hb = lease._heartbeat  # the test wants to see what the heartbeat thread went through
+    assert hb is not None
+    thread = hb._beater._thread
+    return {
+        "hb_beats": hb.beats,
+        "hb_failures": hb.failures,
+        "hb_skipped": hb.skipped,
+        "beater_alive": thread is not None and thread.is_alive(),
+        "still_held": lease.still_held(),
+    }
+
+
+def hold_on_command(
+    *,
+    url: str,
+    job_types: list[str],
+    stale_ms: int,
+    heartbeat_ms: int,
+    commands: Queue[str],
+    out: Queue[dict[str, Any]],
+    log_path: str | None = None,
+) -> None:
+    """Run one job after the other in this process, each holding its lease until told to finish.
+
+    Per job: reports ``started``; answers each ``stats`` command with a ``stats`` event (the
+    heartbeat's counters, whether the beater thread is alive, ``still_held()``); on ``silence``
+    stops the heartbeat (as when the job's own transaction keeps the beats out of SQLite: only
+    the lease's flock proves the job alive) and reports ``silenced``; on ``finish`` leaves the
+    lease and reports ``done``.
+    """
+    import queue
+
+    _logging(log_path)
+    engine = make_engine(url)
+    try:
+        for job_type in job_types:
+            result = acquire_job_lock(engine, job_type, policy=LockPolicy(stale_ms, heartbeat_ms))
+            if not result.acquired:
+                out.put({"event": "not_acquired", "job_type": job_type, "reason": result.reason})
+                return
+            lease = result.lease
+            lock_lost: str | None = None
+            not_recorded: str | None = None
+            try:
+                with lease:
+                    out.put({"event": "started", "job_type": job_type, "id": lease.execution.id})
+                    deadline = time.monotonic() + CHILD_LIMIT_S
+                    while time.monotonic() < deadline:
+                        try:
+                            command = commands.get(timeout=0.05)
+                        except queue.Empty:
+                            continue
+                        if command == "finish":
+                            break
+                        if command == "silence":
+                            lease.stop_heartbeat()
+                            out.put({"event": "silenced", "job_type": job_type})
+                            continue
+                        out.put({"event": "stats", "job_type": job_type, **_beater_stats(lease)})
+            except LockLostError as err:
+                lock_lost = str(err)
+            except FinalStatusNotRecordedError as err:
+                not_recorded = str(err)
+            out.put({**_finished_report(lease, lock_lost, not_recorded), "job_type": job_type})
+    finally:
+        engine.dispose()
+
+
+def commit_slowly(
+    *,
+    url: str,
+    job_type: str,
+    stale_ms: int,
+    heartbeat_ms: int,
+    commit_s: float,
+    out: Queue[dict[str, Any]],
+) -> None:
+    """A job body as ``jobs.task`` runs it (a session watched by the lease, data and SUCCESS
+    committed together by ``succeed_with``) whose commit takes ``commit_s`` (a big flush).
+
+    Reports ``committing`` once the commit has begun, and ``returned`` if ``succeed_with`` returns.
+    """
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    from jobs.database import for_writing
+    from jobs.task import _watched_by
+
+    engine = make_engine(url)
+    result = acquire_job_lock(engine, job_type, policy=LockPolicy(stale_ms, heartbeat_ms))
+    assert result.acquired
+    lease = result.lease
+
+    def slow_commit(_session: Session) -> None:
+        out.put({"event": "committing", "id": lease.execution.id})
+        time.sleep(commit_s)
+
+    with lease, Session(for_writing(engine)) as session:
+        event.listen(session, "after_begin", _watched_by(lease))
+        event.listen(session, "before_commit", slow_commit)
+        session.execute(_marker(job_type, lease.execution.id, "committed"))
+        outcome = lease.succeed_with(session.connection(), session.commit)
+        out.put({"event": "returned", "status": str(outcome.status), "recorded": outcome.recorded})
+
+
+def hold_and_fork(
+    *,
+    url: str,
+    job_type: str,
+    stale_ms: int,
+    heartbeat_ms: int,
+    helper_s: float,
+    out: Queue[dict[str, Any]],
+) -> None:
+    """Hold a lease, fork a helper process that lives ``helper_s``, then wait to be killed.
+
+    Reports ``forked`` with the execution id and the helper's pid.
+    """
+    import os
+
+    engine = make_engine(url)
+    result = acquire_job_lock(engine, job_type, policy=LockPolicy(stale_ms, heartbeat_ms))
+    assert result.acquired
+    lease = result.lease
+    with lease:
+        pid = os.fork()
+        if pid == 0:  # the helper: it only lives on, and never runs any of the parent's code
+            try:
+                time.sleep(helper_s)
+            finally:
+                os._exit(0)
+        out.put({"event": "forked", "id": lease.execution.id, "helper": pid})
+        deadline = time.monotonic() + CHILD_LIMIT_S
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
