@@ -217,7 +217,7 @@ def _marker(job_type: str, execution_id: int, what: str) -> Any:
 
     from sqlalchemy import insert
 
-    from jobs.models import DailyEventRollup
+    from prefect_nightly_jobs.models import DailyEventRollup
 
     return insert(DailyEventRollup).values(
         day=date(2026, 11, 28),
@@ -583,8 +583,8 @@ def commit_slowly(
     from sqlalchemy import event
     from sqlalchemy.orm import Session
 
-    from jobs.database import for_writing
-    from jobs.task import _watched_by
+    from prefect_nightly_jobs.database import for_writing
+    from prefect_nightly_jobs.task import _watched_by
 
     engine = make_engine(url)
     result = acquire_job_lock(engine, job_type, policy=LockPolicy(stale_ms, heartbeat_ms))

@@ -28,17 +28,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from jobs.app_models import DailyEventRollup
 from sqlalchemy import Engine, select
 from sqlalchemy.engine import URL
 
-from jobs.app_models import DailyEventRollup
-from jobs.lease import LockPolicy
-from jobs.liveness import is_alive, lease_dir
-from jobs.lock import acquire_job_lock
-from jobs.models import Status
-from jobs.outcome import SkipKind
-from jobs.reaper import sweep
-from tests import dbtools
+from prefect_nightly_jobs import testing
+from prefect_nightly_jobs.lease import LockPolicy
+from prefect_nightly_jobs.liveness import is_alive, lease_dir
+from prefect_nightly_jobs.lock import acquire_job_lock
+from prefect_nightly_jobs.models import Status
+from prefect_nightly_jobs.outcome import SkipKind
+from prefect_nightly_jobs.reaper import sweep
 from tests.faults import children as child
 from tests.faults.conftest import Children
 from tests.faults.helpers import SPAWN, db_time, executions, expect, url_str, wait_for
@@ -96,7 +96,7 @@ def _beat_after(engine: Engine, execution_id: int, moment: datetime) -> bool:
 @pytest.fixture
 def sqlite_engine(sqlite_url: URL) -> Iterator[Engine]:
     """Like ``engine``, on SQLite only: for breaks of the flock that proves a lease alive."""
-    with dbtools.counted_engine(sqlite_url) as (eng, counter):
+    with testing.counted_engine(sqlite_url) as (eng, counter):
         yield eng
         assert counter.out == 0, f"{counter.out} connection(s) still checked out after the test"
 
@@ -168,7 +168,7 @@ RO_EPISODE_S = 1.2  # shorter than the threshold: only a dead heartbeat can make
 
 def _admin(sql: str) -> None:
     """On the server's maintenance database: never among the connections the test terminates."""
-    dbtools._admin_execute(sql)
+    testing._admin_execute(sql)
 
 
 def _terminate_connections(database: str) -> None:
