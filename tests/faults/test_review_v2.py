@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jobs.app_models import DailyEventRollup
 from sqlalchemy import Engine, select
 from sqlalchemy.engine import URL
 
+from jobs.models import DailyEventRollup
 from prefect_nightly_jobs import testing
 from prefect_nightly_jobs.lease import LockPolicy
 from prefect_nightly_jobs.liveness import is_alive, lease_dir
