@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import URL
 
+from tests import REPO_ROOT
 from tests.cli.conftest import copy_project, run_jobctl, subprocess_env, url_text
 
 SECRET = "s3cret-Pa55"
@@ -31,20 +32,23 @@ def assert_one_clean_line(
     [
         (("status",), {"DATABASE_URL": UNREACHABLE}, 4, "database unavailable at postgresql"),
         (("nightly",), {"DATABASE_URL": UNREACHABLE}, 4, "database unavailable"),
+        (("status",), {}, 3, "the jobs package 'jobs' is not found in"),
         (("new", "Bad-Name"), {}, 6, "not a lowercase identifier"),
-        (("new", "good_name"), {}, 6, "no project found at or above"),
+        (("new", "good_name"), {}, 6, "no jobs package 'jobs' in"),
     ],
 )
 def test_errors_are_one_line_with_their_exit_code(
     tmp_path: Path, args: tuple[str, ...], env: dict[str, str], code: int, says: str
 ) -> None:
-    result = run_jobctl(*args, cwd=tmp_path, env=subprocess_env(**env))
+    # The database errors are seen from the reference project; the others from an empty directory.
+    cwd = REPO_ROOT if "DATABASE_URL" in env else tmp_path
+    result = run_jobctl(*args, cwd=cwd, env=subprocess_env(**env))
     assert_one_clean_line(result, code=code, says=says)
 
 
 def test_nothing_to_unlock_exits_5(tmp_path: Path, sqlite_url: URL) -> None:
     env = subprocess_env(DATABASE_URL=url_text(sqlite_url))
-    result = run_jobctl("unlock", "import_events", "--reason", "stuck", cwd=tmp_path, env=env)
+    result = run_jobctl("unlock", "import_events", "--reason", "stuck", cwd=REPO_ROOT, env=env)
     assert_one_clean_line(result, code=5, says="has no RUNNING execution: nothing to unlock")
 
 
