@@ -231,14 +231,11 @@ def ran(
     def one(name: str) -> Ran:
         case = CASES[name]
         base = tmp_path_factory.mktemp(name)
+        # Every case runs inside a project, as a user would: a copy of the reference one.
+        cwd = copy_project(base / "project")
+        extra = {"PYTHONPATH": str(cwd)}
         if case.edit is not None:
-            cwd = copy_project(base / "project")
             case.edit(cwd)
-            extra = {"PYTHONPATH": str(cwd)}
-        else:
-            cwd = base / "work"
-            cwd.mkdir()
-            extra = {}
         url = db_urls[case.db]
         env = {
             # Never the shared Prefect server or a real one: a case that got that far has failed.
@@ -299,17 +296,20 @@ def test_invalid_cron_is_reported_by_check_and_writes_nothing(pg_url: URL, tmp_p
     """SYNC_CRON_SCHEDULE is only used by the deployment: `prefect deploy` refuses it with one
     line (tests/e2e) and `jobctl check` reports it among its checks."""
     before = _counts(pg_url)
+    project = copy_project(tmp_path / "project")
+    files = sorted(project.rglob("*"))
     result = run_jobctl(
         "check",
-        cwd=tmp_path,
+        cwd=project,
         env=subprocess_env(DATABASE_URL=url_text(pg_url), SYNC_CRON_SCHEDULE="61 * * * *"),
         timeout=120,
     )
-    out = " ".join((result.stdout + result.stderr).split())  # the table wraps long lines
+    # The table wraps long cells onto the next row: read it without its borders.
+    out = " ".join((result.stdout + result.stderr).replace("│", " ").split())
     assert result.returncode == 1, out
     assert "SYNC_CRON_SCHEDULE '61 * * * *' is not a valid cron expression" in out
-    assert "'0 0 * * *' (daily at midnight)" in out  # the table may wrap after "e.g."
+    assert "e.g. '0 0 * * *' (daily at midnight)" in out
     assert "1 check(s) failed: schedule" in out
     assert "Traceback" not in out
     assert _counts(pg_url) == before
-    assert list(tmp_path.iterdir()) == []
+    assert sorted(project.rglob("*")) == files, "check wrote a file"

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from prefect_nightly_jobs import schema
-from prefect_nightly_jobs.database import engine_from_settings
+from prefect_nightly_jobs.database import engine_from_settings, normalize_url
 from prefect_nightly_jobs.errors import ConfigurationError, JobsError
 from prefect_nightly_jobs.registry import Registry
 from prefect_nightly_jobs.settings import Settings, load_settings, validate_enabled_flags
@@ -50,6 +50,7 @@ class Runtime:
 def load_runtime() -> Runtime:
     """Settings and enable flags validated, before anything else happens (one line if not)."""
     settings = load_settings()
+    normalize_url(settings.database_url.get_secret_value())  # a malformed URL is reported first
     registry = load_registry()
     validate_enabled_flags(spec.job_type for spec in registry)
     return Runtime(settings=settings, registry=registry)
