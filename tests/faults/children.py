@@ -217,7 +217,7 @@ def _marker(job_type: str, execution_id: int, what: str) -> Any:
 
     from sqlalchemy import insert
 
-    from prefect_nightly_jobs.models import DailyEventRollup
+    from jobs.models import DailyEventRollup
 
     return insert(DailyEventRollup).values(
         day=date(2026, 11, 28),
@@ -299,7 +299,7 @@ def write_then_hold(
     heartbeat_ms: int,
     out: Queue[dict[str, Any]],
 ) -> None:
-    """A job body as ``jobs.task`` runs it (lease, then a session watched by the lease) that
+    """A job body as the task runs it (lease, then a session watched by the lease) that
     writes a row and then keeps its write transaction open until the process is killed."""
     from sqlalchemy import event
     from sqlalchemy.orm import Session
@@ -335,7 +335,7 @@ def hold_parallel(
 ) -> None:
     """One thread per job type (as a thread-pool task runner with MAX_PARALLEL_JOBS runs them):
     each takes its lock, writes a row in its own session and keeps that transaction open until
-    ``release``, then commits data and SUCCESS together as ``jobs.task`` does.
+    ``release``, then commits data and SUCCESS together as the task does.
 
     ``pool``: ``settings`` builds the engine as production does (MAX_PARALLEL_JOBS = number of
     jobs); ``default`` is make_engine's 5+5 pool, which the ten open sessions exhaust.
@@ -575,7 +575,7 @@ def commit_slowly(
     commit_s: float,
     out: Queue[dict[str, Any]],
 ) -> None:
-    """A job body as ``jobs.task`` runs it (a session watched by the lease, data and SUCCESS
+    """A job body as the task runs it (a session watched by the lease, data and SUCCESS
     committed together by ``succeed_with``) whose commit takes ``commit_s`` (a big flush).
 
     Reports ``committing`` once the commit has begun, and ``returned`` if ``succeed_with`` returns.

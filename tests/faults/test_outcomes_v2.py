@@ -43,6 +43,7 @@ from prefect_nightly_jobs.outcome import NightlyReport
 from prefect_nightly_jobs.reaper import sweep
 from prefect_nightly_jobs.registry import Registry
 from prefect_nightly_jobs.task import BackgroundJob, JobContext, background_job
+from tests import REPO_ROOT
 from tests.cli.conftest import run_jobctl, subprocess_env
 from tests.faults import children as child
 from tests.faults.conftest import Children
@@ -658,7 +659,7 @@ def test_jobctl_reap_ends_a_dead_run_of_a_disabled_job(
     assert row.status == Status.RUNNING
     time.sleep(max(0.0, killed_at + stale_ms / 1000 + 0.5 - time.monotonic()))
 
-    reaped = run_jobctl("reap", cwd=tmp_path, env=env, timeout=60)
+    reaped = run_jobctl("reap", cwd=REPO_ROOT, env=env, timeout=60)
     assert reaped.returncode == 0, (reaped.stdout, reaped.stderr)
     (row,) = executions(engine, JOB_DISABLED)
     assert (row.id, row.status) == (exec_id, Status.FAILURE)
@@ -672,7 +673,7 @@ def test_jobctl_reap_ends_a_dead_run_of_a_disabled_job(
     ], reaped.stdout
     assert "Traceback" not in reaped.stderr
 
-    again = run_jobctl("reap", cwd=tmp_path, env=env, timeout=60)
+    again = run_jobctl("reap", cwd=REPO_ROOT, env=env, timeout=60)
     assert again.returncode == 0, (again.stdout, again.stderr)
     assert again.stdout.strip() == "nothing to reap: no RUNNING execution is stale"
     assert [r.status for r in executions(engine, JOB_DISABLED)] == [Status.FAILURE]

@@ -168,7 +168,7 @@ RO_EPISODE_S = 1.2  # shorter than the threshold: only a dead heartbeat can make
 
 def _admin(sql: str) -> None:
     """On the server's maintenance database: never among the connections the test terminates."""
-    testing._admin_execute(sql)
+    testing.admin_execute(sql)
 
 
 def _terminate_connections(database: str) -> None:

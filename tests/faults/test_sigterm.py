@@ -78,7 +78,7 @@ def test_lease_in_a_thread_without_the_handler_says_so(
     assert proc.pid is not None
     warning = log.read_text()
     assert "SIGTERM will not end this run as 'interrupted'" in warning
-    assert "call jobs.interrupts.install() from the main thread" in warning
+    assert "call prefect_nightly_jobs.interrupts.install() from the main thread" in warning
     os.kill(proc.pid, signal.SIGTERM)
     proc.join(15)
     assert proc.exitcode == -signal.SIGTERM
