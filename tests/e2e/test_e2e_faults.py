@@ -26,6 +26,7 @@ from sqlalchemy.engine import URL
 from prefect_nightly_jobs import testing
 from prefect_nightly_jobs.database import make_engine
 from prefect_nightly_jobs.models import Status
+from tests import REPO_ROOT
 from tests.cli.conftest import run_jobctl, subprocess_env
 from tests.e2e.conftest import PrefectServer, trigger_deployment, wait_for_flow_run
 from tests.e2e.procs import Managed, descendants
@@ -255,7 +256,7 @@ def test_run_released_by_jobctl_unlock_while_alive_ends_failed_with_lock_lost(
         "import_events",
         "--reason",
         "looked stuck",
-        cwd=prefect_server.home,  # any directory: with DATABASE_URL set, unlock writes no file
+        cwd=REPO_ROOT,  # the project: with DATABASE_URL set, unlock writes no file
         env=subprocess_env(DATABASE_URL=worker_env["DATABASE_URL"]),
     )
     assert unlocked.returncode == 0, unlocked.stderr
