@@ -1,7 +1,7 @@
 """6. Cold start: ``jobctl nightly`` with 10 no-op jobs on the embedded default vs a plain Prefect
 flow of 10 tasks, both as fresh processes.
 
-The project (jobs/, flows/, migrations/) is copied to a temp directory whose job catalog holds 10
+The project (jobs/, flows/, migrations/) is copied to a temp directory whose jobs package holds 10
 no-op jobs instead of the examples; ``jobctl`` runs with that copy first on its path. Embedded
 default on both sides: no DATABASE_URL (the app database is the SQLite file jobs.sqlite3 in the
 working directory) and no PREFECT_API_URL (each process starts Prefect's temporary local server).
@@ -32,31 +32,16 @@ PROJECT = Path(__file__).resolve().parent.parent
 JOBCTL = Path(sys.executable).with_name("jobctl")
 WHAT = f"cold start: `jobctl nightly`, {JOBS} no-op jobs vs plain flow of {JOBS} tasks"
 
-CATALOG = f'''"""Benchmark catalog: {JOBS} jobs that do nothing (bench/cold_start.py)."""
+NOOP_MODULE = f'''"""Benchmark jobs: {JOBS} jobs that do nothing (bench/cold_start.py)."""
 
-from __future__ import annotations
-
-from prefect_nightly_jobs.registry import Registry
-from prefect_nightly_jobs.task import BackgroundJob, JobContext, background_job
+from prefect_nightly_jobs import JobContext, background_job
 
 
 def _noop(ctx: JobContext) -> None:
     """Does nothing."""
 
 
-JOBS: tuple[BackgroundJob, ...] = tuple(
-    background_job(f"noop_{{i:02d}}")(_noop) for i in range({JOBS})
-)
-
-
-def registry() -> Registry:
-    return Registry(job.spec for job in JOBS)
-
-
-def job(job_type: str) -> BackgroundJob:
-    registry().get(job_type)
-    return next(j for j in JOBS if j.job_type == job_type)
-'''
+''' + "".join(f'noop_{i:02d} = background_job("noop_{i:02d}")(_noop)\n' for i in range(JOBS))
 
 PLAIN_FLOW = f'''"""A plain Prefect flow of {JOBS} no-op tasks, as a user would write it."""
 
@@ -85,13 +70,15 @@ def _project_copy(into: Path) -> Path:
     source = Path(os.environ.get("BENCH_PROJECT_TREE", PROJECT))
     tree = into / "project"
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for name in ("jobs", "flows", "migrations"):
+    for name in ("flows", "migrations"):
         shutil.copytree(source / name, tree / name, ignore=ignore)
-    shutil.copy(source / "alembic.ini", tree / "alembic.ini")
-    catalog = tree / "jobs" / "catalog"
-    shutil.rmtree(catalog)
-    catalog.mkdir()
-    (catalog / "__init__.py").write_text(CATALOG)
+    for name in ("alembic.ini", "pyproject.toml"):
+        shutil.copy(source / name, tree / name)
+    # The jobs package holds the no-op jobs only (the models, for the project's migrations).
+    (tree / "jobs").mkdir()
+    (tree / "jobs" / "__init__.py").write_text('"""No-op jobs."""\n')
+    shutil.copy(source / "jobs" / "models.py", tree / "jobs" / "models.py")
+    (tree / "jobs" / "noops.py").write_text(NOOP_MODULE)
     (into / "plain_flow.py").write_text(PLAIN_FLOW)
     return tree
 
@@ -118,14 +105,14 @@ def _timed(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, str]
 
 def run(ctx: Context) -> list[Row]:
     source = Path(os.environ.get("BENCH_PROJECT_TREE", PROJECT))
-    if not (source / "jobs" / "cli").is_dir():
+    if not (source / "src" / "prefect_nightly_jobs" / "cli").is_dir():
         return [
             Row(
                 key="6",
                 what=WHAT,
                 result="",
                 status="not run",
-                note="this tree has no jobctl yet (jobs/cli)",
+                note="this tree has no jobctl yet (src/prefect_nightly_jobs/cli)",
             )
         ]
     reps = 2 if ctx.quick else 3
@@ -136,7 +123,7 @@ def run(ctx: Context) -> list[Row]:
         workdir.mkdir()
         env = clean_environ(
             PREFECT_HOME=str(root / "prefect-home"),
-            PYTHONPATH=str(tree),  # the copy's catalog, not the installed one
+            PYTHONPATH=str(tree),  # the copy's jobs package
             PREFECT_SERVER_ANALYTICS_ENABLED="false",
         )
         env.pop("DATABASE_URL", None)
