@@ -25,8 +25,10 @@ from tests import REPO_ROOT
 BIN = Path(sys.executable).parent
 
 
-def _run(args: list[str], cwd: Path, url: URL) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DATABASE_URL": url.render_as_string(hide_password=False)}
+def _run(args: list[str], cwd: Path, url: URL | None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    if url is not None:
+        env["DATABASE_URL"] = url.render_as_string(hide_password=False)
     done = subprocess.run(
         [str(BIN / args[0]), *args[1:]],
         cwd=cwd,
@@ -124,3 +126,16 @@ def test_a_host_runs_the_plugin_history_from_its_own_alembic_ini(
     _run(["alembic", "--name", "nightly_jobs", "downgrade", "base"], host, empty_url)
     assert _version(empty_url, "alembic_version") == {"0001"}, "the host history was touched"
     assert "job_execution" not in _tables(empty_url)
+
+
+def test_a_host_section_may_name_its_database(empty_url: URL, tmp_path: Path) -> None:
+    """`sqlalchemy.url` in the host's [nightly_jobs] section wins over the DATABASE_URL default:
+    the plugin's table goes into the host's database, not into a stray jobs.sqlite3."""
+    host = tmp_path / "host"
+    host.mkdir()
+    url = empty_url.render_as_string(hide_password=False).replace("%", "%%")
+    section = "[nightly_jobs]\nscript_location = prefect_nightly_jobs:migrations\n"
+    (host / "alembic.ini").write_text(f"{section}sqlalchemy.url = {url}\n")
+    _run(["alembic", "--name", "nightly_jobs", "upgrade", "head"], host, None)
+    assert _version(empty_url, schema.VERSION_TABLE) == schema.head_revisions()
+    assert not (host / "jobs.sqlite3").exists()

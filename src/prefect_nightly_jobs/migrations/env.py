@@ -37,14 +37,18 @@ def run_migrations_online() -> None:
     # unreachable database with one line instead of a traceback.
     from logging.config import fileConfig
 
-    from prefect_nightly_jobs.database import engine_from_settings, translated_errors
+    from prefect_nightly_jobs.database import engine_from_settings, make_engine, translated_errors
     from prefect_nightly_jobs.errors import JobsError
     from prefect_nightly_jobs.settings import load_settings
 
-    if context.config.config_file_name is not None:
-        fileConfig(context.config.config_file_name, disable_existing_loggers=False)
+    config = context.config
+    if config.config_file_name is not None and config.file_config.has_section("loggers"):
+        fileConfig(config.config_file_name, disable_existing_loggers=False)
     try:
-        engine = engine_from_settings(load_settings())
+        # A host's alembic.ini may name the database in the section that runs these scripts
+        # (`alembic --name nightly_jobs …`); otherwise DATABASE_URL, as everywhere else.
+        url = context.config.get_main_option("sqlalchemy.url")
+        engine = make_engine(url) if url else engine_from_settings(load_settings())
         try:
             with translated_errors(engine.url), engine.connect() as conn:
                 _run(conn)
