@@ -15,12 +15,13 @@ def new(
         str, typer.Argument(help="The job type: a lowercase identifier, e.g. sync_users.")
     ],
     depends_on: Annotated[
-        str | None,
+        list[str] | None,
         typer.Option(
             "--depends-on",
             "-d",
             metavar="A,B",
-            help="Jobs that must run (and not fail) before this one, comma-separated.",
+            help="Jobs that must run (and not fail) before this one: comma-separated, or the "
+            "option repeated.",
             show_default=False,
         ),
     ] = None,
@@ -49,7 +50,7 @@ def new(
     job = create_job(
         Path.cwd(),
         name,
-        depends_on=depends_on,
+        depends_on=",".join(depends_on) if depends_on else None,
         description=description,
         once_per_period=once_per_period,
     )
