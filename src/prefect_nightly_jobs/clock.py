@@ -80,11 +80,16 @@ def _minus_sqlite(element: db_now_minus, compiler: SQLCompiler, **kw: Any) -> st
     return f"strftime('{SQLITE_FORMAT}', 'now', {modifier})"
 
 
-def stale_cutoff(threshold_ms: int) -> db_now_minus:
+def stale_cutoff(threshold_ms: int | ColumnElement[Any]) -> db_now_minus:
     """Rows whose last sign of life is strictly before this instant are stale."""
-    return db_now_minus(literal(threshold_ms))
+    ms = literal(threshold_ms) if isinstance(threshold_ms, int) else threshold_ms
+    return db_now_minus(ms)
 
 
-def is_stale(last_beat: ColumnElement[datetime], threshold_ms: int) -> ColumnElement[bool]:
-    """Older than the threshold, by the database clock. Exactly at the threshold is still alive."""
+def is_stale(
+    last_beat: ColumnElement[datetime], threshold_ms: int | ColumnElement[Any]
+) -> ColumnElement[bool]:
+    """Older than the threshold, by the database clock. Exactly at the threshold is still alive.
+
+    ``threshold_ms`` may be a bind parameter, for statements built once (the reaper's)."""
     return last_beat < stale_cutoff(threshold_ms)

@@ -184,11 +184,7 @@ class _Beater:
                     hb.execution_id,
                 )
                 hb.lost.set()
-                self.remove_nowait(hb)
-
-    def remove_nowait(self, heartbeat: Heartbeat) -> None:
-        with self._cond:
-            self._leases.pop(heartbeat.execution_id, None)
+                self.remove(hb)  # from the beater thread itself: no wait
 
     @staticmethod
     def _send(engine: Engine, ids: list[int]) -> tuple[set[int], set[int]]:

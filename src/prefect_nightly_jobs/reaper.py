@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, Engine, Integer, bindparam, func, select, update
 
 from prefect_nightly_jobs import liveness
-from prefect_nightly_jobs.clock import db_now, db_now_minus
+from prefect_nightly_jobs.clock import db_now, is_stale
 from prefect_nightly_jobs.database import translated_errors, write_transaction
 from prefect_nightly_jobs.models import Status, status_is
 from prefect_nightly_jobs.models import job_execution as _exec
@@ -20,7 +20,7 @@ from prefect_nightly_jobs.models import job_execution as _exec
 log = logging.getLogger("prefect_nightly_jobs.reaper")
 _LAST_BEAT = func.coalesce(_exec.c.heartbeat_at, _exec.c.started_at)
 # Built once, with bind parameters (stale_ms, job_type, execution_id, message).
-_STALE = db_now_minus(bindparam("stale_ms", type_=Integer())) > _LAST_BEAT
+_STALE = is_stale(_LAST_BEAT, bindparam("stale_ms", type_=Integer()))
 _CANDIDATES = select(
     _exec.c.id,
     _exec.c.job_type,
