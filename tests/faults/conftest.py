@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from multiprocessing.process import BaseProcess
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
@@ -12,6 +13,7 @@ from sqlalchemy.engine import URL
 
 from prefect_nightly_jobs import schema, testing
 from prefect_nightly_jobs.database import make_engine
+from tests.faults.helpers import SPAWN
 from tests.faults.pgcluster import ThrowawayCluster
 
 
@@ -25,6 +27,12 @@ class Children:
         proc.start()
         self.started.append(proc)
         return proc
+
+    def spawn(
+        self, target: Callable[..., None], *, name: str | None = None, **kwargs: Any
+    ) -> BaseProcess:
+        """Start ``target(**kwargs)`` in a new (spawned) process."""
+        return self.start(SPAWN.Process(target=target, kwargs=kwargs, name=name))
 
     def join_all(self, timeout: float) -> None:
         for proc in self.started:

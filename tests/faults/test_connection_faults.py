@@ -41,21 +41,17 @@ def _start_holder(
     children: Children, url: URL, stale_ms: int, heartbeat_ms: int, log: Path | None = None
 ) -> tuple[Any, Any, Any, int]:
     started, release, out = SPAWN.Event(), SPAWN.Event(), SPAWN.Queue()
-    children.start(
-        SPAWN.Process(
-            target=child.hold,
-            kwargs={
-                "url": url_str(url),
-                "job_type": JOB,
-                "stale_ms": stale_ms,
-                "heartbeat_ms": heartbeat_ms,
-                "started": started,
-                "release": release,
-                "out": out,
-                "log_path": str(log or ""),
-            },
-            name="holder",
-        )
+    children.spawn(
+        child.hold,
+        name="holder",
+        url=url_str(url),
+        job_type=JOB,
+        stale_ms=stale_ms,
+        heartbeat_ms=heartbeat_ms,
+        started=started,
+        release=release,
+        out=out,
+        log_path=str(log or ""),
     )
     first = expect(out, "started", 60)
     return started, release, out, int(first["id"])

@@ -86,23 +86,19 @@ def _start_contender(
 ) -> _Contender:
     ready, go, stop, stopped = SPAWN.Event(), SPAWN.Event(), SPAWN.Event(), SPAWN.Event()
     out: Queue[dict[str, Any]] = SPAWN.Queue()
-    proc = children.start(
-        SPAWN.Process(
-            target=child.contend_while,
-            kwargs={
-                "url": url_str(url),
-                "job_types": job_types,
-                "stale_ms": STALE_MS,
-                "heartbeat_ms": heartbeat_ms,
-                "spacing_s": spacing_s,
-                "ready": ready,
-                "go": go,
-                "stop": stop,
-                "stopped": stopped,
-                "out": out,
-            },
-            name="contender",
-        )
+    proc = children.spawn(
+        child.contend_while,
+        name="contender",
+        url=url_str(url),
+        job_types=job_types,
+        stale_ms=STALE_MS,
+        heartbeat_ms=heartbeat_ms,
+        spacing_s=spacing_s,
+        ready=ready,
+        go=go,
+        stop=stop,
+        stopped=stopped,
+        out=out,
     )
     assert ready.wait(60), "the contender process did not start"
     return _Contender(proc, go, stop, stopped, out)
@@ -309,20 +305,16 @@ def _hold_in_child(
     """Start ``hold_parallel``; return its release event, its queue and the held execution ids."""
     release = SPAWN.Event()
     out: Queue[dict[str, Any]] = SPAWN.Queue()
-    children.start(
-        SPAWN.Process(
-            target=child.hold_parallel,
-            kwargs={
-                "url": url_str(url),
-                "job_types": job_types,
-                "stale_ms": STALE_MS,
-                "heartbeat_ms": heartbeat_ms,
-                "pool": pool,
-                "release": release,
-                "out": out,
-            },
-            name="holder",
-        )
+    children.spawn(
+        child.hold_parallel,
+        name="holder",
+        url=url_str(url),
+        job_types=job_types,
+        stale_ms=STALE_MS,
+        heartbeat_ms=heartbeat_ms,
+        pool=pool,
+        release=release,
+        out=out,
     )
     held: dict[str, int] = {}
     deadline = time.monotonic() + 60

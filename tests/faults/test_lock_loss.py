@@ -87,19 +87,15 @@ def _freeze(pid: int, engine: Engine, execution_id: int) -> None:
 def _frozen_holder(db_url: URL, engine: Engine, children: Children) -> tuple[Any, Any, Any, int]:
     """A child process that holds the lock (1 s threshold, 100 ms beats), frozen by SIGSTOP."""
     started, release, out = SPAWN.Event(), SPAWN.Event(), SPAWN.Queue()
-    holder = children.start(
-        SPAWN.Process(
-            target=child.hold,
-            kwargs={
-                "url": url_str(db_url),
-                "job_type": JOB,
-                "stale_ms": 1000,
-                "heartbeat_ms": 100,
-                "started": started,
-                "release": release,
-                "out": out,
-            },
-        )
+    holder = children.spawn(
+        child.hold,
+        url=url_str(db_url),
+        job_type=JOB,
+        stale_ms=1000,
+        heartbeat_ms=100,
+        started=started,
+        release=release,
+        out=out,
     )
     old_id = expect(out, "started", 60)["id"]
     assert holder.pid is not None

@@ -617,21 +617,17 @@ def _dead_holder(children: Children, url: URL, job_type: str, stale_ms: int) -> 
     """A child process takes the lease of ``job_type`` and is SIGKILLed: its row stays RUNNING."""
     started, release = SPAWN.Event(), SPAWN.Event()
     out: Any = SPAWN.Queue()
-    proc = children.start(
-        SPAWN.Process(
-            target=child.hold,
-            kwargs={
-                "url": url_str(url),
-                "job_type": job_type,
-                "stale_ms": stale_ms,
-                "heartbeat_ms": stale_ms // 5,
-                "started": started,
-                "release": release,
-                "out": out,
-                "log_path": None,
-            },
-            name="dead-holder",
-        )
+    proc = children.spawn(
+        child.hold,
+        name="dead-holder",
+        url=url_str(url),
+        job_type=job_type,
+        stale_ms=stale_ms,
+        heartbeat_ms=stale_ms // 5,
+        started=started,
+        release=release,
+        out=out,
+        log_path=None,
     )
     exec_id = int(expect(out, "started", 60)["id"])
     proc.kill()  # SIGKILL: no handler runs, the row is left RUNNING

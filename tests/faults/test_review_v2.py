@@ -112,19 +112,15 @@ def test_fork_pool_in_the_body_keeps_the_lease(
     """Defect: the pool's terminated workers ended their parent's row "interrupted (SIGTERM)"."""
     release = SPAWN.Event()
     out: Queue[dict[str, Any]] = SPAWN.Queue()
-    proc = children.start(
-        SPAWN.Process(
-            target=child.hold_with_fork_pool,
-            kwargs={
-                "url": url_str(db_url),
-                "job_type": POOL_JOB,
-                "stale_ms": STALE_MS,
-                "heartbeat_ms": HEARTBEAT_MS,
-                "release": release,
-                "out": out,
-            },
-            name="pool-job",
-        )
+    proc = children.spawn(
+        child.hold_with_fork_pool,
+        name="pool-job",
+        url=url_str(db_url),
+        job_type=POOL_JOB,
+        stale_ms=STALE_MS,
+        heartbeat_ms=HEARTBEAT_MS,
+        release=release,
+        out=out,
     )
     exec_id = int(expect(out, "started", 60)["id"])
     # The pool is closed and its workers are gone (Pool.terminate joins them, SIGTERM handlers
@@ -194,20 +190,16 @@ def test_read_only_episode_is_a_failed_beat_not_a_dead_heartbeat(
     log = tmp_path / "child.log"
     commands: Queue[str] = SPAWN.Queue()
     out: Queue[dict[str, Any]] = SPAWN.Queue()
-    proc = children.start(
-        SPAWN.Process(
-            target=child.hold_on_command,
-            kwargs={
-                "url": url_str(pg_url),
-                "job_types": [RO_JOB, RO_LATER_JOB],
-                "stale_ms": STALE_MS,
-                "heartbeat_ms": HEARTBEAT_MS,
-                "commands": commands,
-                "out": out,
-                "log_path": str(log),
-            },
-            name="ro-job",
-        )
+    proc = children.spawn(
+        child.hold_on_command,
+        name="ro-job",
+        url=url_str(pg_url),
+        job_types=[RO_JOB, RO_LATER_JOB],
+        stale_ms=STALE_MS,
+        heartbeat_ms=HEARTBEAT_MS,
+        commands=commands,
+        out=out,
+        log_path=str(log),
     )
     exec_id = int(expect(out, "started", 60)["id"])
     wait_for(lambda: _row(engine, exec_id).heartbeat_at, 10, "the first beat")
@@ -342,19 +334,15 @@ def test_sqlite_forked_helper_does_not_keep_a_killed_jobs_lease(
 ) -> None:
     """Defect: the helper inherited the lease's flock, so the dead job's row was never reaped."""
     out: Queue[dict[str, Any]] = SPAWN.Queue()
-    proc = children.start(
-        SPAWN.Process(
-            target=child.hold_and_fork,
-            kwargs={
-                "url": url_str(sqlite_url),
-                "job_type": FORK_JOB,
-                "stale_ms": STALE_MS,
-                "heartbeat_ms": HEARTBEAT_MS,
-                "helper_s": 60.0,
-                "out": out,
-            },
-            name="forking-job",
-        )
+    proc = children.spawn(
+        child.hold_and_fork,
+        name="forking-job",
+        url=url_str(sqlite_url),
+        job_type=FORK_JOB,
+        stale_ms=STALE_MS,
+        heartbeat_ms=HEARTBEAT_MS,
+        helper_s=60.0,
+        out=out,
     )
     forked = expect(out, "forked", 60)
     exec_id, helper = int(forked["id"]), int(forked["helper"])
@@ -402,19 +390,15 @@ def test_sqlite_job_opened_through_a_symlink_keeps_its_lease(
     link_url = sqlite_url.set(database=str(link))
     commands: Queue[str] = SPAWN.Queue()
     out: Queue[dict[str, Any]] = SPAWN.Queue()
-    proc = children.start(
-        SPAWN.Process(
-            target=child.hold_on_command,
-            kwargs={
-                "url": url_str(link_url),
-                "job_types": [ALIAS_JOB],
-                "stale_ms": STALE_MS,
-                "heartbeat_ms": HEARTBEAT_MS,
-                "commands": commands,
-                "out": out,
-            },
-            name="alias-job",
-        )
+    proc = children.spawn(
+        child.hold_on_command,
+        name="alias-job",
+        url=url_str(link_url),
+        job_types=[ALIAS_JOB],
+        stale_ms=STALE_MS,
+        heartbeat_ms=HEARTBEAT_MS,
+        commands=commands,
+        out=out,
     )
     exec_id = int(expect(out, "started", 60)["id"])
     first = wait_for(lambda: _row(engine, exec_id).heartbeat_at, 10, "the first beat")
