@@ -15,13 +15,16 @@ def test_defaults_when_unset_or_empty(clean_env: Path, monkeypatch: pytest.Monke
     assert deployment_settings() == {
         "cron": "0 0 * * *",
         "timezone": "UTC",
+        "reconcile_interval": 60,
         "project_dir": str(clean_env.resolve()),  # the project around the working directory
     }
     # What `{{ $SYNC_CRON_SCHEDULE }}` would have rendered for an unset variable.
     monkeypatch.setenv("SYNC_CRON_SCHEDULE", "")
     monkeypatch.setenv("SYNC_CRON_TIMEZONE", "")
+    monkeypatch.setenv("RECONCILE_INTERVAL_SECONDS", "")
     assert deployment_settings()["cron"] == "0 0 * * *"
     assert deployment_settings()["timezone"] == "UTC"
+    assert deployment_settings()["reconcile_interval"] == 60
 
 
 def test_configured_schedule(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -37,6 +40,8 @@ def test_configured_schedule(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -
         ("SYNC_CRON_SCHEDULE", "61 * * * *", "SYNC_CRON_SCHEDULE '61 * * * *' is not a valid cron"),
         ("SYNC_CRON_SCHEDULE", "every night", "is not a valid cron expression: use five fields"),
         ("SYNC_CRON_TIMEZONE", "Mars/Base", "SYNC_CRON_TIMEZONE 'Mars/Base' is not a known IANA"),
+        ("RECONCILE_INTERVAL_SECONDS", "0", "RECONCILE_INTERVAL_SECONDS must be an integer from 1"),
+        ("RECONCILE_INTERVAL_SECONDS", "1m", "RECONCILE_INTERVAL_SECONDS must be an integer from"),
     ],
 )
 def test_invalid_values_stop_the_deploy_with_one_line(
@@ -58,10 +63,17 @@ def test_prefect_yaml_wires_the_nightly_deployment() -> None:
     assert pull["prefect.deployments.steps.set_working_directory"]["directory"] == (
         "{{ settings.project_dir }}"
     )
-    (deployment,) = config["deployments"]
+    deployment, reconcile = config["deployments"]
     assert deployment["entrypoint"] == "flows/nightly.py:nightly"
     assert deployment["schedules"] == [
         {"cron": "{{ settings.cron }}", "timezone": "{{ settings.timezone }}", "active": True}
     ]
     assert deployment["concurrency_limit"] == {"limit": 1, "collision_strategy": "CANCEL_NEW"}
     assert deployment["work_pool"]["name"] == "nightly-pool"
+    # The sweep that needs no next run: a frequent schedule, never two at once.
+    assert reconcile["entrypoint"] == "flows/reconcile.py:reconcile"
+    assert reconcile["schedules"] == [
+        {"interval": "{{ settings.reconcile_interval }}", "active": True}
+    ]
+    assert reconcile["concurrency_limit"] == {"limit": 1, "collision_strategy": "CANCEL_NEW"}
+    assert reconcile["work_pool"]["name"] == "nightly-pool"

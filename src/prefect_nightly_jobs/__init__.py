@@ -42,6 +42,7 @@ from prefect_nightly_jobs.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from prefect_nightly_jobs.nightly_flow import nightly, run_job, run_nightly
+    from prefect_nightly_jobs.reconciliation import reconcile
     from prefect_nightly_jobs.task import BackgroundJob, background_job
 
 # name -> the module that defines it, imported on first use (it imports Prefect)
@@ -51,6 +52,7 @@ _PREFECT_LEVEL = {
     "nightly": "prefect_nightly_jobs.nightly_flow",
     "run_job": "prefect_nightly_jobs.nightly_flow",
     "run_nightly": "prefect_nightly_jobs.nightly_flow",
+    "reconcile": "prefect_nightly_jobs.reconciliation",
 }
 
 
@@ -100,6 +102,7 @@ __all__ = [
     "load_settings",
     "make_engine",
     "nightly",
+    "reconcile",
     "record_outcome",
     "run_job",
     "run_nightly",

@@ -4,7 +4,8 @@
 must stop ``prefect deploy`` with one clear line rather than reach the server. So the build step
 ``prefect_nightly_jobs.deployment.deployment_settings`` (id ``settings``) returns the values,
 defaults applied and checked as Prefect will read them, for ``{{ settings.cron }}``,
-``{{ settings.timezone }}`` and ``{{ settings.project_dir }}``.
+``{{ settings.timezone }}``, ``{{ settings.reconcile_interval }}`` and
+``{{ settings.project_dir }}``.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from prefect_nightly_jobs.schedule import validate_schedule
 from prefect_nightly_jobs.settings import load_settings
 
 
-def deployment_settings() -> dict[str, str]:
-    """SYNC_CRON_SCHEDULE (default ``0 0 * * *``), SYNC_CRON_TIMEZONE (default UTC) and the
-    project directory, where a process worker starts each flow run."""
+def deployment_settings() -> dict[str, str | int]:
+    """SYNC_CRON_SCHEDULE (default ``0 0 * * *``), SYNC_CRON_TIMEZONE (default UTC),
+    RECONCILE_INTERVAL_SECONDS (default 60) and the project directory, where a process worker
+    starts each flow run."""
     try:
         settings = load_settings()
         cron = validate_schedule(settings)
@@ -28,5 +30,6 @@ def deployment_settings() -> dict[str, str]:
     return {
         "cron": cron,
         "timezone": settings.sync_cron_timezone,
+        "reconcile_interval": settings.reconcile_interval_seconds,
         "project_dir": str(find_project().root),
     }

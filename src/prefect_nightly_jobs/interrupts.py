@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from prefect_nightly_jobs.lease import Lease
 
 _FINISH_TIMEOUT_S = 10.0
+_EXPLAIN_TIMEOUT_S = 3.0
 # Exceptions that stop the run rather than fail the job: recorded, then re-raised. Any other
 # BaseException (SystemExit, a library's own) is the job's failure and does not stop the flow.
 _interruptions: tuple[type[BaseException], ...] = (
@@ -35,6 +37,8 @@ _guard = threading.Lock()
 _previous: Any = signal.SIG_DFL
 _warned = False
 _deferred: int | None = None
+# Says why this SIGTERM came (the Prefect layer: "cancelled (…)"); None: plain "interrupted".
+_explainer: Callable[[], str | None] | None = None
 log = logging.getLogger("prefect_nightly_jobs.interrupts")
 
 
@@ -92,11 +96,38 @@ def _warn_not_installed(lease: Lease) -> None:
     )
 
 
+def explain_sigterm_with(explainer: Callable[[], str | None]) -> None:
+    """Name the cause of a SIGTERM in the rows it ends (asked once, bounded to a few seconds)."""
+    global _explainer  # noqa: PLW0603 - one per process, set at import time by the Prefect layer
+    _explainer = explainer
+
+
+def _why() -> str:
+    explainer = _explainer
+    if explainer is None:
+        return "interrupted (SIGTERM)"
+    answer: list[str | None] = []
+
+    def ask() -> None:
+        try:
+            answer.append(explainer())
+        except Exception as err:  # noqa: BLE001 - the rows must still end
+            log.warning("could not tell why SIGTERM came: %s", err)
+
+    asking = threading.Thread(target=ask, name="sigterm-explain", daemon=True)
+    asking.start()
+    asking.join(_EXPLAIN_TIMEOUT_S)  # never let the question keep the rows RUNNING
+    return (answer[0] if answer else None) or "interrupted (SIGTERM)"
+
+
 def _finish_all() -> None:
     with _guard:
         leases = list(_active)
+    if not leases:
+        return
+    why = _why()
     for lease in leases:
-        lease.interrupt("interrupted (SIGTERM)")
+        lease.interrupt(why)
 
 
 def signal_pending() -> bool:

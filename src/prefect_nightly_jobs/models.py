@@ -54,6 +54,7 @@ _RUNNING = text("status = 'RUNNING'")
 _SUCCESS = text("status = 'SUCCESS'")
 # A row that counts for once-per-period while it runs or once it has succeeded.
 _ONCE = text("once_per_period AND status IN ('RUNNING', 'SUCCESS')")
+_PENDING = text("prefect_pending")
 
 
 class JobExecution(Base):
@@ -97,6 +98,13 @@ class JobExecution(Base):
         ),
         # status / history: newest rows of a job type first.
         Index("ix_job_execution_type_id", "job_type", "id"),
+        # The reconcile sweep's work list: reaped rows whose Prefect runs are not told yet.
+        Index(
+            "ix_job_execution_prefect_pending",
+            "id",
+            postgresql_where=_PENDING,
+            sqlite_where=_PENDING,
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -113,6 +121,9 @@ class JobExecution(Base):
     attempt: Mapped[int | None] = mapped_column(Integer())
     # True for a once-per-period run that was not forced: the unique index above counts it.
     once_per_period: Mapped[bool] = mapped_column(Boolean(), server_default=text("false"))
+    # True once a reaper ended the row while its Prefect task/flow run may still say Running:
+    # the reconcile sweep sets them Crashed through the API, then clears it (retried if down).
+    prefect_pending: Mapped[bool] = mapped_column(Boolean(), server_default=text("false"))
 
 
 # Core handles on the mapped tables, typed as Table for insert()/update() (statements stay Core:

@@ -29,7 +29,7 @@ from prefect_nightly_jobs.local_prefect import local_prefect, settle
 from prefect_nightly_jobs.models import Status
 from prefect_nightly_jobs.outcome import Blocker, JobFailedError, JobOutcome, NightlyReport
 from prefect_nightly_jobs.prefect_states import outcome_from_state
-from prefect_nightly_jobs.reaper import sweep
+from prefect_nightly_jobs.reconciliation import log_reconciliation, reconcile_now
 from prefect_nightly_jobs.registry import JobSpec, Registry
 from prefect_nightly_jobs.report import ARTIFACT_KEY, markdown_table
 from prefect_nightly_jobs.schedule import logical_period
@@ -112,11 +112,10 @@ def run_registry(registry: Registry, period: date | None) -> State[Any]:
     period = date(when.year, when.month, when.day)  # a plain date, whatever Prefect hands back
     logger = get_run_logger()
     # Dead runs of any job type end now, not when that job type is next acquired: a disabled
-    # job, or one whose upstream keeps failing, may never be.
-    for dead in sweep(shared_engine(settings), settings.stale_job_threshold_ms):
-        logger.warning(
-            "[%s] reaped execution %d: %s", dead.job_type, dead.execution_id, dead.message
-        )
+    # job, or one whose upstream keeps failing, may never be. Their Prefect runs too.
+    log_reconciliation(
+        reconcile_now(shared_engine(settings), settings.stale_job_threshold_ms), logger
+    )
     logger.info(
         "period %s, %d jobs in order: %s (MAX_PARALLEL_JOBS=%d)",
         period.isoformat(),

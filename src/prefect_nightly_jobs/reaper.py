@@ -33,7 +33,13 @@ _CANDIDATES_OF_TYPE = _CANDIDATES.where(_exec.c.job_type == bindparam("job_type"
 _REAP = (
     update(_exec)
     .where(_exec.c.id == bindparam("execution_id"), status_is(Status.RUNNING), _STALE)
-    .values(status=Status.FAILURE.value, completed_at=db_now(), error_message=bindparam("message"))
+    .values(
+        status=Status.FAILURE.value,
+        completed_at=db_now(),
+        error_message=bindparam("message"),
+        # Its Prefect runs still say Running: the reconcile sweep tells Prefect (see reconcile).
+        prefect_pending=_exec.c.flow_run_id.is_not(None) | _exec.c.task_run_id.is_not(None),
+    )
 )
 
 

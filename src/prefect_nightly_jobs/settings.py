@@ -19,6 +19,8 @@ from prefect_nightly_jobs.errors import ConfigurationError
 DEFAULT_DATABASE_URL = "sqlite:///jobs.sqlite3"
 DEFAULT_CRON = "0 0 * * *"
 DEFAULT_STALE_MS = 300_000
+# How often the reconcile deployment sweeps: a crash shows for at most the threshold plus this.
+DEFAULT_RECONCILE_S = 60
 MIN_STALE_MS = 10
 # Each parallel job holds a pooled connection (and a thread) for as long as it runs.
 MAX_PARALLEL_LIMIT = 64
@@ -59,6 +61,7 @@ class Settings(BaseSettings):
     sync_cron_schedule: str = DEFAULT_CRON
     sync_cron_timezone: str = "UTC"
     max_parallel_jobs: int = 1
+    reconcile_interval_seconds: int = DEFAULT_RECONCILE_S
 
     @field_validator("database_url", mode="before")
     @classmethod
@@ -87,6 +90,18 @@ class Settings(BaseSettings):
         if not re.fullmatch(r"[+]?\d+", text) or not 1 <= int(text) <= MAX_PARALLEL_LIMIT:
             raise ValueError(
                 f"MAX_PARALLEL_JOBS must be an integer from 1 to {MAX_PARALLEL_LIMIT}, got {text!r}"
+            )
+        return int(text)
+
+    @field_validator("reconcile_interval_seconds", mode="before")
+    @classmethod
+    def _reconcile_interval(cls, value: Any) -> int:
+        text = str(value).strip()
+        if text == "":  # prefect.yaml renders an unset variable as ""
+            return DEFAULT_RECONCILE_S
+        if not re.fullmatch(r"[+]?\d+", text) or not 1 <= int(text) <= 86_400:
+            raise ValueError(
+                f"RECONCILE_INTERVAL_SECONDS must be an integer from 1 to 86400, got {text!r}"
             )
         return int(text)
 

@@ -23,12 +23,13 @@ from prefect.exceptions import ExternalSignal, PrefectSignal
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy.orm import Session, SessionTransaction
 
-from prefect_nightly_jobs import interrupts
+from prefect_nightly_jobs import cancellation, interrupts
 from prefect_nightly_jobs.context import JobContext, JobLogger
 from prefect_nightly_jobs.database import for_writing
 from prefect_nightly_jobs.engines import lock_policy, shared_engine
 from prefect_nightly_jobs.errors import JobsError, PreCheckError
-from prefect_nightly_jobs.lease import Lease, clean_message, describe_exception
+from prefect_nightly_jobs.events import emit_outcome
+from prefect_nightly_jobs.lease import Finish, Lease, clean_message, describe_exception
 from prefect_nightly_jobs.lock import Origin, PreCheck, acquire_job_lock, record_outcome
 from prefect_nightly_jobs.models import Status
 from prefect_nightly_jobs.outcome import Blocker, JobOutcome, SkipKind
@@ -52,6 +53,7 @@ quiet_stray_tracebacks()
 # Prefect's termination and cancellation signals stop the run; they are not the job's failure.
 interrupts.add_interruption(ExternalSignal)
 interrupts.add_interruption(PrefectSignal)
+cancellation.install()
 
 
 class _Attempt:
@@ -68,6 +70,7 @@ class _Attempt:
         self.engine: Engine | None = None
         self.lease: Lease | None = None
         self.outcome: JobOutcome | None = None
+        self.lock_lost = False
 
     def _end(
         self,
@@ -179,6 +182,7 @@ class _Attempt:
     def _conclude(self, lease: Lease, error: BaseException | None) -> None:
         final = lease.outcome
         execution_id = lease.execution.id
+        self.lock_lost = final is not None and final.result == Finish.LOCK_LOST
         if final is not None and final.status == Status.SUCCESS and final.recorded:
             self.logger.info("SUCCESS (execution %d)", execution_id)
             self._end(Status.SUCCESS, None, execution_id)
@@ -195,6 +199,7 @@ class _Attempt:
 
     def state(self) -> State[Any]:
         assert self.outcome is not None
+        emit_outcome(self.outcome, lock_lost=self.lock_lost)
         return state_for(self.outcome)
 
 

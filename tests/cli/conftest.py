@@ -83,6 +83,7 @@ def subprocess_env(**extra: str) -> dict[str, str]:
             "SYNC_CRON_SCHEDULE",
             "SYNC_CRON_TIMEZONE",
             "MAX_PARALLEL_JOBS",
+            "RECONCILE_INTERVAL_SECONDS",
             "PYTHONPATH",
         }
     }

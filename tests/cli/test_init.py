@@ -30,6 +30,7 @@ LAYOUT = [
     "jobs/models.py",
     "flows/__init__.py",
     "flows/nightly.py",
+    "flows/reconcile.py",
     "alembic.ini",
     "migrations/env.py",
     "migrations/script.py.mako",
@@ -40,6 +41,7 @@ LAYOUT = [
 # The reference application's files that must be exactly what `jobctl init` writes.
 REFERENCE_FILES = [
     "flows/nightly.py",
+    "flows/reconcile.py",
     "migrations/env.py",
     "migrations/script.py.mako",
     "alembic.ini",

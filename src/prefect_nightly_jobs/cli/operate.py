@@ -12,7 +12,6 @@ from prefect_nightly_jobs.cli import render
 from prefect_nightly_jobs.cli.exit_codes import ExitCode
 from prefect_nightly_jobs.cli.runtime import load_registry, load_runtime, open_database
 from prefect_nightly_jobs.models import Status
-from prefect_nightly_jobs.reaper import sweep
 
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")
@@ -161,11 +160,21 @@ def reap() -> None:
     `abandoned: no heartbeat since …`. Prints what it ended. The nightly flow does the same when it
     starts; acquiring a job does it for that job.
     """
+    # Imported here: it brings Prefect, which the other operator commands never need.
+    from prefect_nightly_jobs.reconciliation import reconcile_now  # noqa: PLC0415
+
     runtime = load_runtime()
     with open_database(runtime.settings) as engine:
-        reaped = sweep(engine, runtime.settings.stale_job_threshold_ms)
-    if not reaped:
+        result = reconcile_now(engine, runtime.settings.stale_job_threshold_ms)
+    if not result.reaped:
         typer.echo("nothing to reap: no RUNNING execution is stale")
-        return
-    for dead in reaped:
+    for dead in result.reaped:
         typer.echo(f"reaped execution {dead.execution_id} of {dead.job_type}: {dead.message}")
+    for dead in result.reported:
+        typer.echo(f"execution {dead.execution_id}: its Prefect runs set Crashed")
+    if result.still_pending:
+        typer.echo(
+            f"warning: {result.still_pending} reaped execution(s) not reported to Prefect "
+            f"({result.api_error}); run `jobctl reap` again when the Prefect API is reachable",
+            err=True,
+        )

@@ -118,6 +118,15 @@ FLOWS_INIT = '''\
 """This project's Prefect flows: the deployment entrypoints of prefect.yaml."""
 '''
 
+FLOWS_RECONCILE = '''\
+"""The reconcile deployment's entrypoint (prefect.yaml): the plugin's flow that ends dead job
+runs in the database and sets their Prefect runs Crashed, on a frequent schedule."""
+
+from prefect_nightly_jobs import reconcile
+
+__all__ = ["reconcile"]
+'''
+
 FLOWS_NIGHTLY = '''\
 """The nightly deployment's entrypoint (prefect.yaml): the plugin's flow, which runs every job of
 this project's jobs package ([tool.prefect-nightly-jobs] in pyproject.toml) in dependency order."""
@@ -279,8 +288,9 @@ PREFECT_YAML = Template("""\
 # The nightly deployment. From this directory, with the project's virtualenv active:
 #   prefect work-pool create nightly-pool --type process
 #   prefect deploy --all
-# The build step validates SYNC_CRON_SCHEDULE (default "0 0 * * *") and SYNC_CRON_TIMEZONE
-# (default UTC): an invalid value stops the deploy with one line instead of reaching the server.
+# The build step validates SYNC_CRON_SCHEDULE (default "0 0 * * *"), SYNC_CRON_TIMEZONE
+# (default UTC) and RECONCILE_INTERVAL_SECONDS (default 60): an invalid value stops the deploy
+# with one line instead of reaching the server.
 name: $name
 prefect-version: $prefect_version
 
@@ -314,6 +324,25 @@ deployments:
       job_variables:
         env:
           # Lock warnings (a reaped execution, a failing heartbeat) reach the Prefect UI too.
+          PREFECT_LOGGING_EXTRA_LOGGERS: prefect_nightly_jobs
+  # Ends dead job runs in the database and in Prefect without waiting for the next nightly run:
+  # a crashed job shows RUNNING / Running for at most STALE_JOB_THRESHOLD_MS plus this interval
+  # (RECONCILE_INTERVAL_SECONDS, default 60) plus a worker's start-up time.
+  - name: reconcile
+    entrypoint: flows/reconcile.py:reconcile
+    description: Dead job runs ended in the database, and their Prefect runs set Crashed.
+    tags: [nightly-jobs]
+    parameters: {}
+    schedules:
+      - interval: "{{ settings.reconcile_interval }}"
+        active: true
+    concurrency_limit:
+      limit: 1
+      collision_strategy: CANCEL_NEW
+    work_pool:
+      name: nightly-pool
+      job_variables:
+        env:
           PREFECT_LOGGING_EXTRA_LOGGERS: prefect_nightly_jobs
 """)
 
@@ -432,6 +461,11 @@ def plan_layout(directory: Path) -> Layout:
             root / "flows" / "nightly.py",
             FLOWS_NIGHTLY,
             "the deployment's entrypoint: the plugin's nightly flow",
+        ),
+        (
+            root / "flows" / "reconcile.py",
+            FLOWS_RECONCILE,
+            "the reconcile deployment's entrypoint: dead runs ended in both systems",
         ),
         (
             root / "alembic.ini",
