@@ -94,8 +94,13 @@ def _crash(client: SyncPrefectClient, dead: Reaped) -> None:
             flow_run = client.read_flow_run(flow_run_id)
         except ObjectNotFound:
             return
-        if flow_run.state is None or flow_run.state.type in _OPEN:
+        state = flow_run.state
+        if state is None or state.type in _OPEN:
             client.set_flow_run_state(flow_run_id, Crashed(message=message), force=True)
+        elif state.type == StateType.CRASHED and dead.message not in (state.message or ""):
+            # The worker saw its process die and said so; add which job died and since when.
+            said = f"{state.message}; " if state.message else ""
+            client.set_flow_run_state(flow_run_id, Crashed(message=said + message), force=True)
 
 
 def _pending(engine: Engine) -> list[Reaped]:

@@ -33,10 +33,14 @@ import httpx
 import pytest
 
 from tests import REPO_ROOT
+from tests.e2e.held import app, app_db, hold, worker_env  # noqa: F401 - shared fixtures
 from tests.e2e.procs import Managed
 
 WORK_POOL = "nightly-pool"
 DEPLOYMENT = "nightly/jobs"
+RECONCILE = "reconcile/reconcile"
+# The reconcile deployment's interval here; it is deployed paused, tests that need it resume it.
+RECONCILE_S = 5
 SERVER_START_TIMEOUT_S = 150
 CLI_TIMEOUT_S = 180
 VENV_BIN = Path(sys.executable).parent
@@ -76,6 +80,8 @@ def base_env(home: Path) -> dict[str, str]:
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_WORKER_QUERY_SECONDS": "1",
             "PREFECT_WORKER_HEARTBEAT_SECONDS": "5",
+            # Scheduled runs of a resumed deployment appear within seconds, not a minute.
+            "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",
             "PYTHONUNBUFFERED": "1",
         }
     )
@@ -119,6 +125,19 @@ class PrefectServer:
         response = httpx.get(f"{self.api_url}/flow_runs/{flow_run_id}", timeout=30)
         response.raise_for_status()
         return dict(response.json())
+
+    def deployment_id(self, name: str) -> str:
+        found = httpx.get(f"{self.api_url}/deployments/name/{name}", timeout=30)
+        found.raise_for_status()
+        return str(found.json()["id"])
+
+    def set_paused(self, name: str, paused: bool) -> None:
+        """Pause (its scheduled runs are deleted) or resume a deployment's schedules."""
+        verb = "pause_deployment" if paused else "resume_deployment"
+        done = httpx.post(
+            f"{self.api_url}/deployments/{self.deployment_id(name)}/{verb}", timeout=30
+        )
+        done.raise_for_status()
 
     def task_runs(self, flow_run_id: str) -> list[dict[str, Any]]:
         response = httpx.post(
@@ -173,9 +192,11 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
 def deployment(prefect_server: PrefectServer) -> str:
     """The process work pool and the nightly deployment from prefect.yaml."""
     prefect_server.cli("work-pool", "create", WORK_POOL, "--type", "process")
-    prefect_server.cli("deploy", "--all")
+    prefect_server.cli("deploy", "--all", env={"RECONCILE_INTERVAL_SECONDS": str(RECONCILE_S)})
     found = httpx.get(f"{prefect_server.api_url}/deployments/name/{DEPLOYMENT}", timeout=30)
     assert found.status_code == 200, f"{DEPLOYMENT} was not deployed: {found.text}"
+    # Its runs would occupy the workers of every test: only the reconcile tests resume it.
+    prefect_server.set_paused(RECONCILE, True)
     return DEPLOYMENT
 
 

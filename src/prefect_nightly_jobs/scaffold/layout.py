@@ -334,7 +334,8 @@ deployments:
     tags: [nightly-jobs]
     parameters: {}
     schedules:
-      - interval: "{{ settings.reconcile_interval }}"
+      # Every RECONCILE_INTERVAL_SECONDS (an rrule: prefect.yaml cannot template an interval).
+      - rrule: "FREQ=SECONDLY;INTERVAL={{ settings.reconcile_interval }}"
         active: true
     concurrency_limit:
       limit: 1
