@@ -1,4 +1,5 @@
-"""daily_rollup: per day and kind, count and sum the imported events (after ``import_events``)."""
+"""daily_rollup: per kind, count and sum the imported events of the day that ended (the run's
+period, imported by ``import_events`` just before): a complete day, never one still going on."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from prefect_nightly_jobs import JobContext, background_job
 @background_job(
     "daily_rollup",
     depends_on=["import_events"],
-    description="Recompute the period's per-kind totals in daily_event_rollup.",
+    description="Recompute the per-kind totals of the day that ended in daily_event_rollup.",
 )
 def daily_rollup(ctx: JobContext) -> None:
     # Recomputed from scratch for the day, in one transaction: a re-run converges, never doubles.

@@ -1,8 +1,10 @@
-"""import_events: load one day of events from the source feed into ``imported_event``.
+"""import_events: load the events of the day that ended into ``imported_event``.
 
-The feed is a directory of JSON-lines files, one per day (``IMPORT_EVENTS_SOURCE/2026-11-29.jsonl``,
-each line ``{"id": ..., "occurred_at": ..., "kind": ..., "amount_cents": ...}``). Without
-IMPORT_EVENTS_SOURCE a built-in demo feed is used, so a first run has something to import.
+The run's period is that day: the nightly run at 00:00 on 30 November imports 29 November, a day
+whose events are all in (see "Periods" in the README). The feed is a directory of JSON-lines
+files, one per day (``IMPORT_EVENTS_SOURCE/2026-11-29.jsonl``, each line ``{"id": ...,
+"occurred_at": ..., "kind": ..., "amount_cents": ...}``). Without IMPORT_EVENTS_SOURCE a built-in
+demo feed is used, so a first run has something to import.
 Imports are idempotent (one row per source id) and run once per period.
 """
 
@@ -101,7 +103,7 @@ def _insert_ignoring_duplicates(dialect: str) -> Insert:
 
 @background_job(
     "import_events",
-    description="Import the period's events from the source feed into imported_event.",
+    description="Import the events of the day that ended (the period) into imported_event.",
     once_per_period=True,
 )
 def import_events(ctx: JobContext) -> None:

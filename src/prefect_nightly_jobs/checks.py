@@ -21,7 +21,7 @@ from prefect_nightly_jobs.database import describe_db_error, engine_from_setting
 from prefect_nightly_jobs.errors import JobsError
 from prefect_nightly_jobs.project import find_project
 from prefect_nightly_jobs.registry import Registry
-from prefect_nightly_jobs.schedule import logical_period, validate_schedule
+from prefect_nightly_jobs.schedule import run_period, validate_schedule
 from prefect_nightly_jobs.settings import Settings, load_settings, validate_enabled_flags
 
 
@@ -185,14 +185,15 @@ def run_checks(load_registry: Callable[[], Registry]) -> list[CheckResult]:
             results.append(_fail(name, "not checked: fix the settings first"))
         return results
 
+    timezone = settings.sync_cron_timezone  # validated with the settings
     try:
         cron = validate_schedule(settings)
         results.append(_ok("schedule", f"{cron!r} in {settings.sync_cron_timezone}"))
+        # Which period a manual run now would be for: the last interval that has ended.
+        timezone += f" (a run now is for {run_period(settings).isoformat()})"
     except JobsError as err:
         results.append(_fail("schedule", err.message))
-    # The name was validated with the settings; show which date an ad-hoc run would be for.
-    today = logical_period(None, settings.timezone).isoformat()
-    results.append(_ok("timezone", f"{settings.sync_cron_timezone} (a run now is for {today})"))
+    results.append(_ok("timezone", timezone))
 
     database, engine = check_database(settings)
     results.append(database)

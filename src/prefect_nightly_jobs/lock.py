@@ -3,8 +3,9 @@
 Plain SQLAlchemy, no Prefect. One algorithm on both databases, in one short transaction that is
 committed before the job body starts:
 
-1. with a pre-check only: serialize the job type's acquirers (``pg_advisory_xact_lock`` on
-   PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already serializes every writer), then run it; a
+1. with a pre-check or a once-per-period run only: serialize the job type's acquirers
+   (``pg_advisory_xact_lock`` on PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already serializes
+   every writer), then look for a success of the period (already done) and run the pre-check; a
    reason to skip records a SKIPPED row;
 2. ``INSERT`` the RUNNING row ``ON CONFLICT DO NOTHING``. The partial unique indexes are the lock:
    one RUNNING row per job type, one counted run per period for once-per-period jobs. The insert
@@ -102,12 +103,16 @@ def _done_for_period(conn: Connection, job_type: str, period: date | None) -> in
     return conn.execute(query).scalar()
 
 
+def _done_reason(period: date, execution_id: int) -> str:
+    return f"already succeeded for period {period.isoformat()} (execution {execution_id})"
+
+
 def already_succeeded_for_period(ctx: PreCheckContext) -> str | None:
     """Skip when this job already succeeded for the period (forced runs included)."""
     done = _done_for_period(ctx.session.connection(), ctx.job_type, ctx.period)
     if done is None or ctx.period is None:
         return None
-    return f"already succeeded for period {ctx.period.isoformat()} (execution {done})"
+    return _done_reason(ctx.period, done)
 
 
 _ROW = ("job_type", "period", "owner", "flow_run_id", "task_run_id", "attempt", "once_per_period")
@@ -148,8 +153,7 @@ def _holder(conn: Connection, values: dict[str, Any]) -> tuple[SkipKind, str] | 
         )
     done = _done_for_period(conn, values["job_type"], values["period"])
     if values["once_per_period"] and done is not None:
-        period = values["period"].isoformat()
-        return SkipKind.ALREADY_DONE, f"already succeeded for period {period} (execution {done})"
+        return SkipKind.ALREADY_DONE, _done_reason(values["period"], done)
     return None  # the holder finished between our insert and this read: try again
 
 
@@ -164,9 +168,15 @@ def _decide(
     conn: Connection, values: dict[str, Any], policy: LockPolicy, pre_check: PreCheck | None
 ) -> Execution | LockNotAcquired | _PreCheckFailed:
     job_type = values["job_type"]
-    if pre_check is not None and conn.dialect.name == "postgresql":
+    # Counted runs (once per period, not forced) check for a success of the period first.
+    check_done = values["once_per_period"]
+    if (pre_check is not None or check_done) and conn.dialect.name == "postgresql":
         key = func.hashtext(job_type)
         conn.execute(select(func.pg_advisory_xact_lock(_ADVISORY_NAMESPACE, key)))
+    if check_done and (done := _done_for_period(conn, job_type, values["period"])) is not None:
+        done_reason = _done_reason(values["period"], done)
+        skip_id = insert_finished(conn, values, Status.SKIPPED, done_reason)
+        return LockNotAcquired(done_reason, SkipKind.ALREADY_DONE, skip_id)
     if pre_check is not None:
         with Session(bind=conn, join_transaction_mode="create_savepoint") as session:
             context = PreCheckContext(session=session, job_type=job_type, period=values["period"])
@@ -220,26 +230,11 @@ def acquire_job_lock(
     policy = policy or LockPolicy()
     counted = once_per_period and not force and period is not None
     values = {**(origin or Origin()).row(job_type, period), "once_per_period": counted}
-    checks: list[PreCheck | None] = []
-    if not force:
-        checks = [already_succeeded_for_period if counted else None, pre_check]
     with translated_errors(engine.url), write_transaction(engine) as conn:
-        decided = _decide(conn, values, policy, _chain(checks))
+        decided = _decide(conn, values, policy, None if force else pre_check)
     if isinstance(decided, _PreCheckFailed):
         raise PreCheckError(decided.message, decided.execution_id) from decided.cause
     if isinstance(decided, LockNotAcquired):
         return decided
     held = liveness.hold(liveness.lease_dir(engine.url), decided.id)
     return LockAcquired(lease=Lease(engine, decided, policy, held=held))
-
-
-def _chain(checks: list[PreCheck | None]) -> PreCheck | None:
-    """One pre-check that runs ``checks`` in order; the first reason to skip wins."""
-    chain = [check for check in checks if check is not None]
-    if len(chain) <= 1:
-        return chain[0] if chain else None
-
-    def combined(ctx: PreCheckContext) -> str | None:
-        return next((reason for check in chain if (reason := check(ctx))), None)
-
-    return combined

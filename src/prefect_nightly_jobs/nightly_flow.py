@@ -1,8 +1,8 @@
 """The nightly flow: every job of the application once, in dependency order, in both systems.
 
 ``nightly`` is the flow an application deploys (its ``flows/nightly.py`` imports it; see
-prefect.yaml); ``run_nightly`` and ``run_job`` run a flow once in this process for the CLI
-(ephemeral Prefect unless PREFECT_API_URL is set). The jobs come from ``catalog``.
+prefect.yaml); ``run_nightly``, ``run_backfill`` and ``run_job`` run a flow once in this process
+for the CLI (ephemeral Prefect unless PREFECT_API_URL is set). The jobs come from ``catalog``.
 """
 
 from __future__ import annotations
@@ -27,12 +27,18 @@ from prefect_nightly_jobs.engines import shared_engine
 from prefect_nightly_jobs.errors import JobsError
 from prefect_nightly_jobs.local_prefect import local_prefect, settle
 from prefect_nightly_jobs.models import Status
-from prefect_nightly_jobs.outcome import Blocker, JobFailedError, JobOutcome, NightlyReport
+from prefect_nightly_jobs.outcome import (
+    BackfillReport,
+    Blocker,
+    JobFailedError,
+    JobOutcome,
+    NightlyReport,
+)
 from prefect_nightly_jobs.prefect_states import outcome_from_state
 from prefect_nightly_jobs.reconciliation import log_reconciliation, reconcile_now
 from prefect_nightly_jobs.registry import JobSpec, Registry
 from prefect_nightly_jobs.report import ARTIFACT_KEY, markdown_table
-from prefect_nightly_jobs.schedule import logical_period
+from prefect_nightly_jobs.schedule import periods_to_run
 from prefect_nightly_jobs.settings import Settings, get_settings, validate_enabled_flags
 from prefect_nightly_jobs.task import BackgroundJob
 
@@ -55,11 +61,11 @@ def _job(spec: JobSpec) -> BackgroundJob:
     return spec.runner
 
 
-def _inline(period: date) -> Launch:
+def _inline(period: date, skip_done: bool) -> Launch:
     """Run each job from the flow's own thread, one after the other."""
 
     def launch(spec: JobSpec, blocked_by: Blocker | None) -> Future[JobOutcome]:
-        state = _job(spec).run(period=period, blocked_by=blocked_by)
+        state = _job(spec).run(period=period, blocked_by=blocked_by, skip_done=skip_done)
         done: Future[JobOutcome] = Future()
         done.set_result(outcome_from_state(spec.job_type, state))
         return done
@@ -67,7 +73,7 @@ def _inline(period: date) -> Launch:
     return launch
 
 
-def _submitted(period: date) -> Launch:
+def _submitted(period: date, skip_done: bool) -> Launch:
     """Submit each job to the flow's thread-pool task runner (MAX_PARALLEL_JOBS > 1)."""
 
     def launch(spec: JobSpec, blocked_by: Blocker | None) -> Future[JobOutcome]:
@@ -82,59 +88,109 @@ def _submitted(period: date) -> Launch:
             except BaseException as err:  # noqa: BLE001 - an unresolved future hangs the flow
                 done.set_exception(err)
 
-        future = _job(spec).task.submit(period=period, blocked_by=blocked_by)
+        future = _job(spec).task.submit(period=period, blocked_by=blocked_by, skip_done=skip_done)
         future.add_done_callback(finished)
         return done
 
     return launch
 
 
-def run_jobs(ordered: list[JobSpec], period: date, *, max_parallel: int = 1) -> list[JobOutcome]:
-    """Inside a flow: run the jobs in dependency order, at most ``max_parallel`` at once."""
-    launch = _inline(period) if max_parallel == 1 else _submitted(period)
+def run_jobs(
+    ordered: list[JobSpec], period: date, *, max_parallel: int = 1, skip_done: bool = False
+) -> list[JobOutcome]:
+    """Inside a flow: run the jobs in dependency order, at most ``max_parallel`` at once;
+    ``skip_done`` skips each job that already succeeded for the period (a backfill)."""
+    launch = _inline(period, skip_done) if max_parallel == 1 else _submitted(period, skip_done)
     return run_in_order(ordered, launch, max_parallel=max_parallel)
 
 
-def final_state(report: NightlyReport) -> State[Any]:
+def final_state(report: NightlyReport | BackfillReport) -> State[Any]:
     """Failed when any job failed (the message names them), Completed otherwise."""
-    failed = [o.job_type for o in report.outcomes if o.status == Status.FAILURE]
+    reports = report.reports if isinstance(report, BackfillReport) else [report]
+    failed = [
+        o.job_type if len(reports) == 1 else f"{o.job_type} ({r.period.isoformat()})"
+        for r in reports
+        for o in r.outcomes
+        if o.status == Status.FAILURE
+    ]
     if failed:
         message = f"{report.summary()}; failed: {', '.join(failed)}"
-        return Failed(message=message, data=JobFailedError(message, report=report))
+        error = (
+            JobFailedError(message, backfill=report)
+            if isinstance(report, BackfillReport)
+            else JobFailedError(message, report=report)
+        )
+        return Failed(message=message, data=error)
     return Completed(message=report.summary(), data=report)
 
 
-def run_registry(registry: Registry, period: date | None) -> State[Any]:
-    """The body of the nightly flow, for any registry (tests use their own)."""
+def _plain(day: date | None) -> date | None:
+    # A plain date, whatever Prefect hands back for a date parameter.
+    return None if day is None else date(day.year, day.month, day.day)
+
+
+def run_registry(
+    registry: Registry,
+    period: date | None,
+    period_from: date | None = None,
+    period_to: date | None = None,
+) -> State[Any]:
+    """The body of the nightly flow, for any registry (tests use their own).
+
+    The run is for ``period`` if given; for every period from ``period_from`` to ``period_to``
+    (a backfill: jobs already done for a period are skipped); else for the schedule interval
+    that the flow run's scheduled start closes (see ``schedule``)."""
     interrupts.install()
     settings, ordered = preflight(registry)
-    when = period or logical_period(flow_run.scheduled_start_time, settings.timezone)
-    period = date(when.year, when.month, when.day)  # a plain date, whatever Prefect hands back
+    backfill = period_from is not None or period_to is not None
+    periods = periods_to_run(
+        settings,
+        period=_plain(period),
+        period_from=_plain(period_from),
+        period_to=_plain(period_to),
+        moment=flow_run.scheduled_start_time,
+    )
     logger = get_run_logger()
     # Dead runs of any job type end now, not when that job type is next acquired: a disabled
     # job, or one whose upstream keeps failing, may never be. Their Prefect runs too.
     log_reconciliation(
         reconcile_now(shared_engine(settings), settings.stale_job_threshold_ms), logger
     )
-    logger.info(
-        "period %s, %d jobs in order: %s (MAX_PARALLEL_JOBS=%d)",
-        period.isoformat(),
-        len(ordered),
-        ", ".join(s.job_type for s in ordered),
-        settings.max_parallel_jobs,
-    )
-    outcomes = run_jobs(ordered, period, max_parallel=settings.max_parallel_jobs)
-    report = NightlyReport(period=period, outcomes=outcomes, flow_run_id=flow_run.id)
-    create_markdown_artifact(markdown_table(report), key=ARTIFACT_KEY, description=report.summary())
-    logger.info("%s", report.summary())
-    return final_state(report)
+    reports: list[NightlyReport] = []
+    for day in periods:
+        logger.info(
+            "period %s, %d jobs in order: %s (MAX_PARALLEL_JOBS=%d)",
+            day.isoformat(),
+            len(ordered),
+            ", ".join(s.job_type for s in ordered),
+            settings.max_parallel_jobs,
+        )
+        outcomes = run_jobs(
+            ordered, day, max_parallel=settings.max_parallel_jobs, skip_done=backfill
+        )
+        report = NightlyReport(period=day, outcomes=outcomes, flow_run_id=flow_run.id)
+        create_markdown_artifact(
+            markdown_table(report), key=ARTIFACT_KEY, description=report.summary()
+        )
+        logger.info("%s", report.summary())
+        reports.append(report)
+    if not backfill:
+        return final_state(reports[0])
+    whole = BackfillReport(reports=reports, flow_run_id=flow_run.id)
+    logger.info("%s", whole.summary())
+    return final_state(whole)
 
 
 @flow(name="nightly", persist_result=False, log_prints=False)
-def nightly(period: date | None = None) -> State[Any]:
-    """Run every registered job once for ``period`` (default: the scheduled date), in
-    dependency order; Failed when any job failed; a summary table is published as an artifact."""
-    return run_registry(catalog_registry(), period)
+def nightly(
+    period: date | None = None, period_from: date | None = None, period_to: date | None = None
+) -> State[Any]:
+    """Run every registered job once, in dependency order, for ``period`` (default: the schedule
+    interval that this run closes: at 00:00 on D, D-1 for the daily cron), or for each period
+    from ``period_from`` to ``period_to`` in order, skipping jobs already done for a period (a
+    backfill). Failed when any job failed; a summary table per period is published as an
+    artifact."""
+    return run_registry(catalog_registry(), period, period_from, period_to)
 
 
 @flow(name="run-job", flow_run_name="run-job-{job_type}", persist_result=False)
@@ -154,7 +210,7 @@ def _value(state: State[Any]) -> Any:
     """The report or outcome behind a flow's final state; other project errors are raised."""
     value = state.result(raise_on_failure=False, _sync=True)  # type: ignore[call-overload]
     if isinstance(value, JobFailedError):
-        return value.report or value.outcome
+        return value.report or value.backfill or value.outcome
     if isinstance(value, JobsError):
         raise value
     return value
@@ -168,6 +224,14 @@ def report_from_state(state: State[Any]) -> NightlyReport:
     return report
 
 
+def backfill_from_state(state: State[Any]) -> BackfillReport:
+    """The report of a finished nightly flow run over a range of periods."""
+    report = _value(state)
+    if not isinstance(report, BackfillReport):
+        raise JobsError(f"the backfill ended {state.name} without a report: {state.message}")
+    return report
+
+
 def run_nightly(period: date | None = None) -> NightlyReport:
     """Run the nightly flow once in this process and return its report."""
     preflight(catalog_registry())
@@ -177,6 +241,19 @@ def run_nightly(period: date | None = None) -> NightlyReport:
         if ephemeral:
             settle(report.flow_run_id, len(report.outcomes))
     return report
+
+
+def run_backfill(period_from: date, period_to: date) -> BackfillReport:
+    """Run the nightly flow once in this process for every period from ``period_from`` to
+    ``period_to``, in order, skipping jobs already done for a period; return the reports."""
+    settings, _ordered = preflight(catalog_registry())
+    periods_to_run(settings, period_from=period_from, period_to=period_to)  # before Prefect starts
+    with local_prefect() as ephemeral:
+        state = nightly(period_from=period_from, period_to=period_to, return_state=True)
+        backfill = backfill_from_state(state)
+        if ephemeral:
+            settle(backfill.flow_run_id, len(backfill.outcomes))
+    return backfill
 
 
 def run_job(job_type: str, *, period: date | None = None, force: bool = False) -> JobOutcome:

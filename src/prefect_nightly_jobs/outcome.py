@@ -74,8 +74,34 @@ class NightlyReport:
         return f"{len(self.outcomes)} jobs for {self.period.isoformat()}: {parts}"
 
 
+@dataclass
+class BackfillReport:
+    """A run over a range of periods (``--from``/``--to``): one report per period, in order."""
+
+    reports: list[NightlyReport] = field(default_factory=list)
+    flow_run_id: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return any(r.failed for r in self.reports)
+
+    @property
+    def outcomes(self) -> list[JobOutcome]:
+        return [o for r in self.reports for o in r.outcomes]
+
+    def summary(self) -> str:
+        """One line such as ``3 periods 2026-11-01..2026-11-03: 1 with failures (2026-11-02)``."""
+        if not self.reports:
+            return "no period"
+        span = f"{self.reports[0].period.isoformat()}..{self.reports[-1].period.isoformat()}"
+        failed = [r.period.isoformat() for r in self.reports if r.failed]
+        verdict = f"{len(failed)} with failures ({', '.join(failed)})" if failed else "no failure"
+        return f"{len(self.reports)} periods {span}: {verdict}"
+
+
 class JobFailedError(JobsError):
-    """A job failed; ``outcome`` (one job) or ``report`` (the nightly run) has the details.
+    """A job failed; ``outcome`` (one job), ``report`` (the nightly run) or ``backfill`` (a run
+    over a range of periods) has the details.
 
     It is the data of the Failed Prefect states this project returns, so that code asking Prefect
     for the result of a failed run gets this exception rather than a TypeError.
@@ -87,7 +113,9 @@ class JobFailedError(JobsError):
         *,
         outcome: JobOutcome | None = None,
         report: NightlyReport | None = None,
+        backfill: BackfillReport | None = None,
     ) -> None:
         super().__init__(message)
         self.outcome = outcome
         self.report = report
+        self.backfill = backfill

@@ -40,7 +40,7 @@ from prefect_nightly_jobs.prefect_states import (
     state_for,
 )
 from prefect_nightly_jobs.registry import JobSpec
-from prefect_nightly_jobs.schedule import logical_period
+from prefect_nightly_jobs.schedule import run_period
 from prefect_nightly_jobs.settings import enabled_flag_name, get_settings, job_enabled
 
 __all__ = ["BackgroundJob", "JobContext", "background_job"]
@@ -59,10 +59,13 @@ cancellation.install()
 class _Attempt:
     """One attempt of one job: Prefect retries make a new attempt, and a new row."""
 
-    def __init__(self, spec: JobSpec, period: date | None, force: bool) -> None:
+    def __init__(
+        self, spec: JobSpec, period: date | None, force: bool, skip_done: bool = False
+    ) -> None:
         self.spec = spec
         self.job_type = spec.job_type
         self.force = force
+        self.skip_done = skip_done
         self.started = time.monotonic()
         self.logger = JobLogger(run_logger(f"prefect_nightly_jobs.{spec.job_type}"), spec.job_type)
         self.origin: Origin = current_origin()
@@ -106,7 +109,7 @@ class _Attempt:
         """Everything before the body; an outcome here means the body does not run."""
         try:
             settings = get_settings()
-            self.period = self.period or logical_period(None, settings.timezone)
+            self.period = self.period or run_period(settings)
             self.engine = shared_engine(settings)
             if not job_enabled(self.job_type):
                 flag = enabled_flag_name(self.job_type)
@@ -120,7 +123,7 @@ class _Attempt:
                 period=self.period,
                 pre_check=self.spec.pre_check,
                 origin=self.origin,
-                once_per_period=self.spec.once_per_period,
+                once_per_period=self.spec.once_per_period or self.skip_done,
                 force=self.force,
             )
         except PreCheckError as err:
@@ -206,8 +209,10 @@ class _Attempt:
 class BackgroundJob:
     """A job: its spec (type, dependencies, options), its body and the Prefect task that runs it.
 
-    ``job.task`` takes ``period`` (default: today in SYNC_CRON_TIMEZONE), ``force`` (skip the
-    pre-checks, never the lock) and ``upstream_failed`` (set by the flow: record a skip).
+    ``job.task`` takes ``period`` (default: the last schedule interval that has ended, see
+    ``schedule.run_period``), ``force`` (skip the pre-checks, never the lock), ``skip_done`` (a
+    backfill: skip when this job already succeeded for the period, whatever its own
+    ``once_per_period``) and ``blocked_by`` (set by the flow: record a skip).
     """
 
     def __init__(self, fn: JobBody, spec: JobSpec) -> None:
@@ -234,7 +239,12 @@ class BackgroundJob:
         return f"<BackgroundJob {self.job_type}>"
 
     def run(
-        self, *, period: date | None = None, force: bool = False, blocked_by: Blocker | None = None
+        self,
+        *,
+        period: date | None = None,
+        force: bool = False,
+        blocked_by: Blocker | None = None,
+        skip_done: bool = False,
     ) -> State[Any]:
         """Run the task to its final state from synchronous code (a sync flow, the CLI).
 
@@ -245,6 +255,7 @@ class BackgroundJob:
             "period": period,
             "force": force,
             "blocked_by": blocked_by,
+            "skip_done": skip_done,
         }
         if self.is_async:
             future = self.task.submit(**kwargs)
@@ -264,9 +275,12 @@ def _watched_by(lease: Lease) -> Callable[[Session, SessionTransaction, Connecti
 
 def _sync_runner(spec: JobSpec, body: JobBody) -> Callable[..., Any]:
     def run(
-        period: date | None = None, force: bool = False, blocked_by: Blocker | None = None
+        period: date | None = None,
+        force: bool = False,
+        blocked_by: Blocker | None = None,
+        skip_done: bool = False,
     ) -> State[Any]:
-        attempt = _Attempt(spec, period, force)
+        attempt = _Attempt(spec, period, force, skip_done)
         if attempt.begin(blocked_by) is None:
             with attempt.running() as ctx:
                 body(ctx)
@@ -277,11 +291,14 @@ def _sync_runner(spec: JobSpec, body: JobBody) -> Callable[..., Any]:
 
 def _async_runner(spec: JobSpec, body: JobBody) -> Callable[..., Any]:
     async def run(
-        period: date | None = None, force: bool = False, blocked_by: Blocker | None = None
+        period: date | None = None,
+        force: bool = False,
+        blocked_by: Blocker | None = None,
+        skip_done: bool = False,
     ) -> State[Any]:
         # The lock calls are short and synchronous; the heartbeat is a thread, so even a body
         # that blocks the event loop keeps beating.
-        attempt = _Attempt(spec, period, force)
+        attempt = _Attempt(spec, period, force, skip_done)
         if attempt.begin(blocked_by) is None:
             with attempt.running() as ctx:
                 await body(ctx)  # type: ignore[misc]

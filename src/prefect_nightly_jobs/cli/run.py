@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -10,33 +10,42 @@ from prefect_nightly_jobs.cli import render
 from prefect_nightly_jobs.cli.exit_codes import ExitCode
 from prefect_nightly_jobs.cli.runtime import load_runtime
 from prefect_nightly_jobs.models import Status
-from prefect_nightly_jobs.schedule import parse_period
+from prefect_nightly_jobs.schedule import parse_period, validate_request
+
+if TYPE_CHECKING:
+    from prefect_nightly_jobs.outcome import NightlyReport
 
 PeriodOption = Annotated[
     str | None,
     typer.Option(
         "--period",
         metavar="YYYY-MM-DD",
-        help="The logical date to run for (a backfill); default: today in SYNC_CRON_TIMEZONE.",
+        help="The period to run for; default: the last schedule interval that has ended "
+        "(SYNC_CRON_SCHEDULE in SYNC_CRON_TIMEZONE: yesterday for the daily cron).",
+        show_default=False,
+    ),
+]
+FromOption = Annotated[
+    str | None,
+    typer.Option(
+        "--from",
+        metavar="YYYY-MM-DD",
+        help="Backfill: the first period to run (with --to).",
+        show_default=False,
+    ),
+]
+ToOption = Annotated[
+    str | None,
+    typer.Option(
+        "--to",
+        metavar="YYYY-MM-DD",
+        help="Backfill: the last period to run, included (with --from).",
         show_default=False,
     ),
 ]
 
 
-def nightly(period: PeriodOption = None) -> None:
-    """Run the nightly flow once, now: every enabled job in dependency order, with the lock.
-
-    Uses the app database from DATABASE_URL (default: the embedded SQLite file jobs.sqlite3) and
-    the Prefect API from PREFECT_API_URL (default: a temporary local Prefect server). Prints one
-    line per job: status, duration, error or skip reason, execution id. Exits 1 when any job
-    failed, 0 otherwise (skips are not failures).
-    """
-    day = parse_period(period) if period is not None else None
-    load_runtime()
-    # Imported on use: Prefect takes a second to import and most commands never need it.
-    from prefect_nightly_jobs.nightly_flow import run_nightly  # noqa: PLC0415
-
-    report = run_nightly(day)
+def _print_report(report: NightlyReport, flow_run_id: str | None) -> None:
     render.console().print(render.nightly_table(report))
     counts = {status: 0 for status in Status}
     for outcome in report.outcomes:
@@ -45,9 +54,45 @@ def nightly(period: PeriodOption = None) -> None:
         f"{counts[Status.SUCCESS]} succeeded, {counts[Status.SKIPPED]} skipped, "
         f"{counts[Status.FAILURE]} failed"
     )
-    where = f" (flow run {report.flow_run_id})" if report.flow_run_id else ""
+    where = f" (flow run {flow_run_id})" if flow_run_id else ""
     typer.echo(f"period {report.period.isoformat()}: {summary}{where}")
-    if report.failed:
+
+
+def nightly(
+    period: PeriodOption = None, period_from: FromOption = None, period_to: ToOption = None
+) -> None:
+    """Run the nightly flow once, now: every enabled job in dependency order, with the lock.
+
+    The period is the last schedule interval that has ended (yesterday for the daily cron),
+    or --period. `--from A --to B` backfills: each period from A to B in order, each job skipped
+    where it already succeeded for that period.
+
+    Uses the app database from DATABASE_URL (default: the embedded SQLite file jobs.sqlite3) and
+    the Prefect API from PREFECT_API_URL (default: a temporary local Prefect server). Prints one
+    line per job: status, duration, error or skip reason, execution id; a backfill prints that
+    per period, then a summary line. Exits 1 when any job failed, 0 otherwise (skips are not
+    failures).
+    """
+    day = parse_period(period) if period is not None else None
+    first = parse_period(period_from, "--from") if period_from is not None else None
+    last = parse_period(period_to, "--to") if period_to is not None else None
+    validate_request(day, first, last)
+    load_runtime()
+    # Imported on use: Prefect takes a second to import and most commands never need it.
+    from prefect_nightly_jobs.nightly_flow import run_backfill, run_nightly  # noqa: PLC0415
+
+    if first is None or last is None:
+        report = run_nightly(day)
+        _print_report(report, report.flow_run_id)
+        if report.failed:
+            raise typer.Exit(ExitCode.FAILED)
+        return
+    backfill = run_backfill(first, last)
+    for each in backfill.reports:
+        _print_report(each, None)
+    where = f" (flow run {backfill.flow_run_id})" if backfill.flow_run_id else ""
+    typer.echo(f"backfill {backfill.summary()}{where}")
+    if backfill.failed:
         raise typer.Exit(ExitCode.FAILED)
 
 
