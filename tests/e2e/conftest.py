@@ -139,6 +139,23 @@ class PrefectServer:
         )
         done.raise_for_status()
 
+    def job_events(self, flow_run_id: str) -> list[dict[str, Any]]:
+        """The plugin's events related to that flow run, read back from the events API."""
+        response = httpx.post(
+            f"{self.api_url}/events/filter",
+            json={
+                "filter": {
+                    "event": {"prefix": ["prefect-nightly-jobs.job."]},
+                    "related": {"id": [f"prefect.flow-run.{flow_run_id}"]},
+                    "order": "ASC",
+                },
+                "limit": 50,
+            },
+            timeout=30,
+        )
+        response.raise_for_status()
+        return list(response.json()["events"])
+
     def task_runs(self, flow_run_id: str) -> list[dict[str, Any]]:
         response = httpx.post(
             f"{self.api_url}/task_runs/filter",

@@ -20,6 +20,7 @@ from tests.e2e.conftest import (
     trigger_deployment,
     wait_for_flow_run,
 )
+from tests.e2e.held import poll
 from tests.e2e.procs import Managed
 
 pytestmark = pytest.mark.e2e
@@ -93,6 +94,27 @@ def test_deployment_runs_complete_and_fail_as_recorded(
     assert prefect_side[rows[0].task_run_id]["message"] == rows[0].error_message
     assert prefect_side[rows[1].task_run_id]["name"] == "Skipped"
     assert prefect_side[rows[1].task_run_id]["message"] == "upstream import_events failed"
+
+    # One event per outcome, the job type as its resource, related to the flow run and the
+    # deployment: what an automation ("when import_events fails, notify me") matches on.
+    def three_events() -> list[dict[str, Any]] | None:
+        found = prefect_server.job_events(bad.flow_run_id)
+        return found if len(found) >= 3 else None
+
+    events = poll(three_events, 60, "the run's events to be persisted")
+    assert sorted((e["event"], e["resource"]["prefect.resource.id"]) for e in events) == [
+        ("prefect-nightly-jobs.job.failed", "prefect-nightly-jobs.job.import_events"),
+        ("prefect-nightly-jobs.job.skipped", "prefect-nightly-jobs.job.daily_rollup"),
+        ("prefect-nightly-jobs.job.succeeded", "prefect-nightly-jobs.job.purge_expired"),
+    ]
+    by_job = {e["resource"]["prefect.resource.name"]: e for e in events}
+    assert by_job["import_events"]["payload"]["reason"] == rows[0].error_message
+    assert by_job["import_events"]["payload"]["execution_id"] == rows[0].id
+    assert by_job["daily_rollup"]["payload"]["skip_kind"] == "upstream_failed"
+    for event in events:
+        related = {r["prefect.resource.role"]: r["prefect.resource.id"] for r in event["related"]}
+        assert related["flow-run"] == f"prefect.flow-run.{bad.flow_run_id}"
+        assert related["deployment"].startswith("prefect.deployment.")
 
 
 def test_invalid_cron_stops_the_deploy_with_one_line(

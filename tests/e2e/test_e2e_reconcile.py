@@ -47,11 +47,22 @@ BOUND_S = STALE_MS / 1000 + RECONCILE_S
 START_UP_S = 60
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def reconciling(prefect_server: PrefectServer, deployment: str) -> Iterator[None]:
+    """The reconcile schedule on, for the rest of this module (the tests that need it come last:
+    pausing deletes its scheduled runs, and a resume right after a pause was seen to leave the
+    deployment without new runs for over a minute)."""
     prefect_server.set_paused(RECONCILE, False)
     yield
     prefect_server.set_paused(RECONCILE, True)
+
+
+def _mid_job(server: PrefectServer, app: Engine, run_id: str) -> Any:
+    try:
+        return poll(lambda: running_import(app, run_id), 150, "import_events to be mid-job")
+    except AssertionError as err:
+        workers = "\n".join(w.tail(40) for w in server.workers)
+        raise AssertionError(f"{err}\n{server.flow_run(run_id)['state']}\n{workers}") from None
 
 
 def _task_state(server: PrefectServer, flow_run_id: str, task_run_id: str) -> dict[str, Any]:
@@ -100,48 +111,6 @@ def _assert_reconciled(
     assert bodies(app) == {}
 
 
-@pytest.mark.usefixtures("reconciling")
-def test_sigkilled_flow_run_is_ended_in_both_systems_without_another_run(
-    prefect_server: PrefectServer,
-    start_worker: Callable[..., Managed],
-    worker_env: dict[str, str],
-    app: Engine,
-    hold: Callable[[], TableHold],
-) -> None:
-    worker = start_worker(env=worker_env, limit=3)
-    held = hold()
-    run_id = trigger_deployment(prefect_server, params={"period": PERIOD})
-    row = poll(lambda: running_import(app, run_id), 150, "import_events to be mid-job")
-    os.kill(flow_run_process(worker, run_id), signal.SIGKILL)
-    killed_at = time.monotonic()
-    held.release()
-    _assert_reconciled(prefect_server, app, row, run_id, killed_at)
-
-
-@pytest.mark.usefixtures("reconciling")
-def test_sigkilled_worker_and_flow_run_are_ended_in_both_systems(
-    prefect_server: PrefectServer,
-    start_worker: Callable[..., Managed],
-    worker_env: dict[str, str],
-    app: Engine,
-    hold: Callable[[], TableHold],
-) -> None:
-    doomed = start_worker(env=worker_env, name="doomed", limit=3)
-    held = hold()
-    run_id = trigger_deployment(prefect_server, params={"period": PERIOD})
-    row = poll(lambda: running_import(app, run_id), 150, "import_events to be mid-job")
-    flow_run_process(doomed, run_id)  # it exists, below the worker
-    for pid in [doomed.pid, *descendants(doomed.pid)]:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    killed_at = time.monotonic()
-    held.release()
-    # Nobody is left to tell Prefect: the flow run still says Running.
-    assert prefect_server.flow_run(run_id)["state"]["type"] == "RUNNING"
-    start_worker(env=worker_env, name="restarted", limit=3)  # as systemd would restart it
-    _assert_reconciled(prefect_server, app, row, run_id, killed_at)
-
-
 def test_cancelling_a_running_flow_run_ends_the_job_cancelled_and_starts_no_other(
     prefect_server: PrefectServer,
     start_worker: Callable[..., Managed],
@@ -152,7 +121,7 @@ def test_cancelling_a_running_flow_run_ends_the_job_cancelled_and_starts_no_othe
     worker = start_worker(env=worker_env)
     held = hold()
     run_id = trigger_deployment(prefect_server, params={"period": PERIOD})
-    row = poll(lambda: running_import(app, run_id), 150, "import_events to be mid-job")
+    row = _mid_job(prefect_server, app, run_id)
     cancel = httpx.post(
         f"{prefect_server.api_url}/flow_runs/{run_id}/set_state",
         json={"state": {"type": "CANCELLING", "message": "stopped by the test"}, "force": True},
@@ -175,3 +144,45 @@ def test_cancelling_a_running_flow_run_ends_the_job_cancelled_and_starts_no_othe
     assert bodies(app) == {}
     with app.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM imported_event").scalar_one() == 0
+
+
+@pytest.mark.usefixtures("reconciling")
+def test_sigkilled_flow_run_is_ended_in_both_systems_without_another_run(
+    prefect_server: PrefectServer,
+    start_worker: Callable[..., Managed],
+    worker_env: dict[str, str],
+    app: Engine,
+    hold: Callable[[], TableHold],
+) -> None:
+    worker = start_worker(env=worker_env, limit=3)
+    held = hold()
+    run_id = trigger_deployment(prefect_server, params={"period": PERIOD})
+    row = _mid_job(prefect_server, app, run_id)
+    os.kill(flow_run_process(worker, run_id), signal.SIGKILL)
+    killed_at = time.monotonic()
+    held.release()
+    _assert_reconciled(prefect_server, app, row, run_id, killed_at)
+
+
+@pytest.mark.usefixtures("reconciling")
+def test_sigkilled_worker_and_flow_run_are_ended_in_both_systems(
+    prefect_server: PrefectServer,
+    start_worker: Callable[..., Managed],
+    worker_env: dict[str, str],
+    app: Engine,
+    hold: Callable[[], TableHold],
+) -> None:
+    doomed = start_worker(env=worker_env, name="doomed", limit=3)
+    held = hold()
+    run_id = trigger_deployment(prefect_server, params={"period": PERIOD})
+    row = _mid_job(prefect_server, app, run_id)
+    flow_run_process(doomed, run_id)  # it exists, below the worker
+    for pid in [doomed.pid, *descendants(doomed.pid)]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    held.release()
+    # Nobody is left to tell Prefect: the flow run still says Running.
+    assert prefect_server.flow_run(run_id)["state"]["type"] == "RUNNING"
+    start_worker(env=worker_env, name="restarted", limit=3)  # as systemd would restart it
+    _assert_reconciled(prefect_server, app, row, run_id, killed_at)
