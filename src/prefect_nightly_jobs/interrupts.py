@@ -39,6 +39,8 @@ _warned = False
 _deferred: int | None = None
 # Says why this SIGTERM came (the Prefect layer: "cancelled (…)"); None: plain "interrupted".
 _explainer: Callable[[], str | None] | None = None
+# Called with that answer once the rows are ended (the Prefect layer ends a cancelled flow run).
+_after: Callable[[str], None] | None = None
 log = logging.getLogger("prefect_nightly_jobs.interrupts")
 
 
@@ -96,10 +98,13 @@ def _warn_not_installed(lease: Lease) -> None:
     )
 
 
-def explain_sigterm_with(explainer: Callable[[], str | None]) -> None:
-    """Name the cause of a SIGTERM in the rows it ends (asked once, bounded to a few seconds)."""
-    global _explainer  # noqa: PLW0603 - one per process, set at import time by the Prefect layer
-    _explainer = explainer
+def explain_sigterm_with(
+    explainer: Callable[[], str | None], after: Callable[[str], None] | None = None
+) -> None:
+    """Name the cause of a SIGTERM in the rows it ends (asked once, bounded to a few seconds);
+    ``after(why)`` runs once they are ended."""
+    global _explainer, _after
+    _explainer, _after = explainer, after
 
 
 def _why() -> str:
@@ -128,6 +133,12 @@ def _finish_all() -> None:
     why = _why()
     for lease in leases:
         lease.interrupt(why)
+    after = _after
+    if after is not None:
+        try:
+            after(why)
+        except Exception as err:  # noqa: BLE001 - the rows are ended; this is a courtesy
+            log.warning("after SIGTERM: %s", err)
 
 
 def signal_pending() -> bool:

@@ -337,9 +337,8 @@ deployments:
       # Every RECONCILE_INTERVAL_SECONDS (an rrule: prefect.yaml cannot template an interval).
       - rrule: "FREQ=SECONDLY;INTERVAL={{ settings.reconcile_interval }}"
         active: true
-    concurrency_limit:
-      limit: 1
-      collision_strategy: CANCEL_NEW
+    # No concurrency limit: two sweeps at once are harmless, and a sweep killed with its worker
+    # would otherwise hold the only slot and block every later one.
     work_pool:
       name: nightly-pool
       job_variables:
