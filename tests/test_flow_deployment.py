@@ -73,7 +73,7 @@ def test_prefect_yaml_wires_the_nightly_deployment() -> None:
     # The sweep that needs no next run: a frequent schedule, never two at once.
     assert reconcile["entrypoint"] == "flows/reconcile.py:reconcile"
     assert reconcile["schedules"] == [
-        {"interval": "{{ settings.reconcile_interval }}", "active": True}
+        {"rrule": "FREQ=SECONDLY;INTERVAL={{ settings.reconcile_interval }}", "active": True}
     ]
     assert "concurrency_limit" not in reconcile  # a sweep killed with its worker blocks none
     assert reconcile["work_pool"]["name"] == "nightly-pool"
