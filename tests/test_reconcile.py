@@ -3,7 +3,9 @@ with the same message; an unreachable API leaves the row flagged, and the next s
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,7 +20,7 @@ from sqlalchemy import Engine, insert, select
 from sqlalchemy.engine import URL
 
 from prefect_nightly_jobs.models import Status, job_execution
-from prefect_nightly_jobs.reconciliation import reconcile, reconcile_now
+from prefect_nightly_jobs.reconciliation import _one_reporter, reconcile, reconcile_now
 
 pytestmark = pytest.mark.prefect
 
@@ -107,17 +109,73 @@ def test_a_flow_run_that_already_ended_keeps_its_state(
         assert task_state is not None and task_state.type == StateType.CRASHED
 
 
-def test_runs_unknown_to_prefect_and_rows_without_ids_are_only_reaped(
+def test_runs_unknown_to_prefect_and_rows_without_ids_are_reaped_and_told(
     prefect_harness: None, engine: Engine
 ) -> None:
     ghost = _dead_row(engine, "ghost", str(uuid.uuid4()), str(uuid.uuid4()))
     bare = _dead_row(engine, "bare", None, None)
     result = reconcile_now(engine, STALE_MS)
     assert {r.execution_id for r in result.reaped} == {ghost, bare}
-    assert [r.execution_id for r in result.reported] == [ghost]  # nothing to set, nothing left
+    # Nothing to set Crashed for either; the "reaped" event is sent, and nothing is left.
+    assert {r.execution_id for r in result.reported} == {ghost, bare}
     assert _row(engine, ghost).prefect_pending is False
     assert _row(engine, bare).prefect_pending is False
     assert _row(engine, bare).status == Status.FAILURE
+
+
+def test_without_an_api_url_outside_a_flow_the_rows_wait(
+    prefect_harness: None, engine: Engine
+) -> None:
+    dead = _dead_row(engine, "import_events", str(uuid.uuid4()), str(uuid.uuid4()))
+    # A throwaway server would answer "not found" for runs it never saw: nothing is asked.
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        result = reconcile_now(engine, STALE_MS)
+    assert [r.execution_id for r in result.reaped] == [dead]
+    assert (result.reported, result.still_pending) == ([], 1)
+    assert result.api_error == "PREFECT_API_URL is not set"
+    assert _row(engine, dead).prefect_pending is True
+
+
+def test_one_sweep_tells_prefect_at_a_time(prefect_harness: None, engine: Engine) -> None:
+    dead = _dead_row(engine, "import_events", str(uuid.uuid4()), str(uuid.uuid4()))
+    with _one_reporter(engine) as first:
+        assert first
+        result = reconcile_now(engine, STALE_MS)  # another sweep, meanwhile
+    assert [r.execution_id for r in result.reaped] == [dead]
+    assert result.reported == [], "it must leave the rows to the sweep that is reporting"
+    assert _row(engine, dead).prefect_pending is True
+    assert [r.execution_id for r in reconcile_now(engine, STALE_MS).reported] == [dead]
+
+
+def test_an_api_that_never_answers_costs_one_timeout_not_retries(
+    prefect_harness: None, engine: Engine
+) -> None:
+    _dead_row(engine, "import_events", str(uuid.uuid4()), str(uuid.uuid4()))
+    _dead_row(engine, "daily_rollup", str(uuid.uuid4()), str(uuid.uuid4()))
+    accepted: list[socket.socket] = []
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        listener.settimeout(0.2)
+        stop = threading.Event()
+
+        def accept() -> None:  # accepts and never answers
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    accepted.append(listener.accept()[0])
+
+        acceptor = threading.Thread(target=accept, daemon=True)
+        acceptor.start()
+        hung = f"http://127.0.0.1:{listener.getsockname()[1]}/api"
+        with temporary_settings({PREFECT_API_URL: hung}):
+            result = reconcile_now(engine, STALE_MS)
+        stop.set()
+        acceptor.join()
+    for conn in accepted:
+        conn.close()
+    assert result.still_pending == 2 and result.reported == []
+    assert result.api_error is not None and "Timeout" in result.api_error
+    assert len(accepted) == 1, "one request, no retries, and the second row was not tried"
 
 
 def test_a_live_row_is_left_alone(prefect_harness: None, engine: Engine) -> None:
@@ -172,5 +230,5 @@ def test_an_unreachable_api_leaves_the_row_flagged_until_the_next_sweep(
 def test_the_reconcile_flow_runs_the_sweep(job_env: URL, engine: Engine) -> None:
     dead = _dead_row(engine, "import_events", None, None)
     summary = reconcile()
-    assert summary == "1 reaped, 0 reported to Prefect, 0 pending"
+    assert summary == "1 reaped, 1 reported to Prefect, 0 pending"
     assert _row(engine, dead).status == Status.FAILURE

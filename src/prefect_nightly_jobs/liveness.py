@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import weakref
+from collections.abc import Iterator
 from pathlib import Path
 
 from sqlalchemy.engine import URL
@@ -113,3 +114,24 @@ def is_alive(directory: Path | None, execution_id: int) -> bool:
     finally:
         os.close(fd)  # closing drops the probe's lock, if it got one
     return False
+
+
+@contextlib.contextmanager
+def exclusive(url: URL, name: str) -> Iterator[bool]:
+    """True while this process alone holds the flock ``name`` beside a SQLite database (False if
+    another does; True where no such lock exists: other databases lock in the database)."""
+    directory = lease_dir(url)
+    if directory is None:
+        yield True
+        return
+    directory.mkdir(exist_ok=True)
+    fd = os.open(directory / name, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)

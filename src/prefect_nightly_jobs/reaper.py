@@ -37,8 +37,8 @@ _REAP = (
         status=Status.FAILURE.value,
         completed_at=db_now(),
         error_message=bindparam("message"),
-        # Its Prefect runs still say Running: the reconcile sweep tells Prefect (see reconcile).
-        prefect_pending=_exec.c.flow_run_id.is_not(None) | _exec.c.task_run_id.is_not(None),
+        # Prefect is told by the reconcile sweep: its runs set Crashed, a "reaped" event.
+        prefect_pending=True,
     )
 )
 

@@ -18,18 +18,22 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 from prefect import flow
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.objects import StateType
+from prefect.context import FlowRunContext
 from prefect.exceptions import ObjectNotFound
 from prefect.logging import get_run_logger
+from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 from prefect.states import Crashed
-from sqlalchemy import Engine, bindparam, select, update
+from sqlalchemy import Engine, bindparam, func, select, update
 
+from prefect_nightly_jobs import liveness
 from prefect_nightly_jobs.database import translated_errors, write_transaction
 from prefect_nightly_jobs.engines import shared_engine
 from prefect_nightly_jobs.events import emit_reaped
@@ -39,7 +43,9 @@ from prefect_nightly_jobs.reaper import Reaped, sweep
 from prefect_nightly_jobs.settings import get_settings
 
 log = logging.getLogger("prefect_nightly_jobs.reconciliation")
-API_TIMEOUT_S = 10.0
+# One attempt per call, no client retries: a hung API costs a sweep seconds, not minutes.
+API_TIMEOUT_S = 5.0
+_REPORTER_KEY = 0x6E6A5F7265636F6E  # pg advisory lock: one sweep tells Prefect at a time
 _BATCH = 100
 # A flow run in one of these states is still "running" to a reader; a final one is left alone.
 _OPEN = {StateType.PENDING, StateType.RUNNING, StateType.SCHEDULED}
@@ -112,33 +118,68 @@ def _pending(engine: Engine) -> list[Reaped]:
     ]
 
 
-def report_pending(engine: Engine, result: Reconciliation) -> None:
-    """Tell Prefect about every reaped row not yet told; stop at the first API error."""
-    pending = _pending(engine)
-    if not pending:
+@contextmanager
+def _one_reporter(engine: Engine) -> Iterator[bool]:
+    """True for the only sweep that tells Prefect now; two at once would report every row twice.
+
+    PostgreSQL: a session advisory lock (gone with the connection if the sweep dies); SQLite: a
+    flock beside the database. Another sweep meanwhile leaves its rows for the next one.
+    """
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            got = bool(conn.execute(select(func.pg_try_advisory_lock(_REPORTER_KEY))).scalar())
+            conn.commit()
+            try:
+                yield got
+            finally:
+                if got:
+                    conn.execute(select(func.pg_advisory_unlock(_REPORTER_KEY)))
+                    conn.commit()
         return
-    done: list[Reaped] = []
-    try:
-        with get_client(sync_client=True, httpx_settings={"timeout": API_TIMEOUT_S}) as client:
-            for dead in pending:
-                _crash(client, dead)
-                with translated_errors(engine.url), write_transaction(engine) as conn:
-                    conn.execute(_TOLD, {"execution_id": dead.execution_id})
-                done.append(dead)
-                emit_reaped(dead)
-    except (httpx.HTTPError, OSError, RuntimeError) as err:
-        # Unreachable or refusing: the flags stay, the next sweep tries again.
-        result.api_error = f"{type(err).__name__}: {err}"
-    result.reported.extend(done)
-    result.still_pending += len(pending) - len(done)
+    with liveness.exclusive(engine.url, "reporter") as got:
+        yield got
+
+
+def _api_known() -> bool:
+    # Without PREFECT_API_URL a client would talk to a throwaway server that has never seen these
+    # runs (and say "not found"): outside a flow run, such rows wait for a sweep that can see them.
+    return bool(PREFECT_API_URL.value()) or FlowRunContext.get() is not None
+
+
+def report_pending(engine: Engine, result: Reconciliation) -> None:
+    """Tell Prefect about every reaped row not yet told (its runs Crashed, a ``reaped`` event);
+    stop at the first error: the flags stay, the next sweep tries again."""
+    with _one_reporter(engine) as mine:
+        if not mine:
+            return
+        pending = _pending(engine)
+        if not pending:
+            return
+        if not _api_known():
+            result.still_pending += len(pending)
+            result.api_error = "PREFECT_API_URL is not set"
+            return
+        done: list[Reaped] = []
+        try:
+            with (
+                temporary_settings({PREFECT_CLIENT_MAX_RETRIES: 0}),
+                get_client(sync_client=True, httpx_settings={"timeout": API_TIMEOUT_S}) as client,
+            ):
+                for dead in pending:
+                    _crash(client, dead)
+                    with translated_errors(engine.url), write_transaction(engine) as conn:
+                        conn.execute(_TOLD, {"execution_id": dead.execution_id})
+                    done.append(dead)
+                    emit_reaped(dead)
+        except Exception as err:  # noqa: BLE001 - unreachable, refusing, or not Prefect at all
+            result.api_error = f"{type(err).__name__}: {err}"
+        result.reported.extend(done)
+        result.still_pending += len(pending) - len(done)
 
 
 def reconcile_now(engine: Engine, stale_after_ms: int) -> Reconciliation:
     """Reap stale rows of every job type, then bring their Prefect runs to Crashed."""
     result = Reconciliation(reaped=sweep(engine, stale_after_ms))
-    for dead in result.reaped:
-        if not (dead.flow_run_id or dead.task_run_id):
-            emit_reaped(dead)  # nothing to tell Prefect's runs: the event is all there is
     report_pending(engine, result)
     return result
 
@@ -149,6 +190,8 @@ def log_reconciliation(result: Reconciliation, logger: Any = log) -> None:
             "[%s] reaped execution %d: %s", dead.job_type, dead.execution_id, dead.message
         )
     for dead in result.reported:
+        if not (dead.flow_run_id or dead.task_run_id):
+            continue  # no run of Prefect's to correct, only the event was sent
         logger.warning(
             "[%s] execution %d: flow run %s / task run %s set Crashed in Prefect",
             dead.job_type,

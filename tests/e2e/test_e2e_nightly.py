@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import URL
@@ -15,6 +16,7 @@ from prefect_nightly_jobs import testing
 from prefect_nightly_jobs.database import make_engine
 from prefect_nightly_jobs.models import Status, job_execution
 from tests.e2e.conftest import (
+    DEPLOYMENT,
     PrefectServer,
     run_deployment,
     trigger_deployment,
@@ -24,6 +26,8 @@ from tests.e2e.held import poll
 from tests.e2e.procs import Managed
 
 pytestmark = pytest.mark.e2e
+
+MIDNIGHT = "2026-11-30T00:00:00+00:00"
 
 
 @pytest.fixture
@@ -129,3 +133,33 @@ def test_invalid_cron_stops_the_deploy_with_one_line(
         "'minute hour day-of-month month day-of-week', e.g. '0 0 * * *' (daily at midnight)"
     ]
     assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_a_run_scheduled_at_midnight_is_for_the_day_before_and_a_backfill_runs_each_day(
+    prefect_server: PrefectServer, start_worker: Callable[..., Managed], app_db: URL
+) -> None:
+    worker = start_worker(env={"DATABASE_URL": app_db.render_as_string(hide_password=False)})
+    deployment_id = prefect_server.deployment_id(DEPLOYMENT)
+    # As the scheduler creates it: Scheduled for 00:00 UTC on 2026-11-30 (already due).
+    created = httpx.post(
+        f"{prefect_server.api_url}/deployments/{deployment_id}/create_flow_run",
+        json={"state": {"type": "SCHEDULED", "state_details": {"scheduled_time": MIDNIGHT}}},
+        timeout=30,
+    )
+    created.raise_for_status()
+    nightly = wait_for_flow_run(prefect_server, created.json()["id"])
+    assert nightly.state_type == "COMPLETED", worker.tail()
+    assert {str(r.period) for r in rows_of(app_db, nightly.flow_run_id)} == {"2026-11-29"}
+
+    # 2026-11-29 is done already: a backfill of 28..30 runs 28 and 30, and skips 29.
+    backfill = run_deployment(
+        prefect_server, params={"period_from": "2026-11-28", "period_to": "2026-11-30"}
+    )
+    assert backfill.state_type == "COMPLETED", f"{backfill.output[-2000:]}\n{worker.tail()}"
+    done = [(str(r.period), r.job_type, r.status) for r in rows_of(app_db, backfill.flow_run_id)]
+    jobs = ("import_events", "daily_rollup", "purge_expired")
+    assert done == [
+        *(("2026-11-28", job, Status.SUCCESS) for job in jobs),
+        *(("2026-11-29", job, Status.SKIPPED) for job in jobs),
+        *(("2026-11-30", job, Status.SUCCESS) for job in jobs),
+    ]

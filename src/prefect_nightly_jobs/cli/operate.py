@@ -171,7 +171,8 @@ def reap() -> None:
     for dead in result.reaped:
         typer.echo(f"reaped execution {dead.execution_id} of {dead.job_type}: {dead.message}")
     for dead in result.reported:
-        typer.echo(f"execution {dead.execution_id}: its Prefect runs set Crashed")
+        if dead.flow_run_id or dead.task_run_id:
+            typer.echo(f"execution {dead.execution_id}: its Prefect runs set Crashed")
     if result.still_pending:
         typer.echo(
             f"warning: {result.still_pending} reaped execution(s) not reported to Prefect "
