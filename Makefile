@@ -24,7 +24,7 @@ test: $(STAMP) lint typecheck pytest
 ## The inner loop: lint, types, and the tests that need no real process faults or Prefect server.
 test-fast: $(STAMP) lint typecheck
 	@TEST_DATABASE_URL="$$(.ci/ensure-postgres)" && export TEST_DATABASE_URL && \
-		$(VENV)/bin/pytest -m "not faults and not e2e" $(PYTEST_ARGS)
+		$(VENV)/bin/pytest $(XDIST) -m "not faults and not e2e" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -34,9 +34,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
+# Most tests wait on processes, signals and thresholds rather than the CPU: four workers, each test
+# file in one of them (its session fixtures, e.g. a Prefect server, are per worker).
+XDIST ?= -n 4 --dist loadfile
+
 pytest: $(STAMP)
 	@TEST_DATABASE_URL="$$(.ci/ensure-postgres)" && export TEST_DATABASE_URL && \
-		$(VENV)/bin/pytest $(PYTEST_ARGS)
+		$(VENV)/bin/pytest $(XDIST) $(PYTEST_ARGS)
 
 ## Benchmarks (not tests): prints one table and writes bench/results/latest.json.
 bench: $(STAMP)

@@ -104,3 +104,15 @@ def job_env(
     engines.dispose_engines()
     get_settings.cache_clear()
     assert out == 0, f"{out} connection(s) of the jobs engine still checked out after the test"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Captured output that is not valid UTF-8 (a test of undecodable messages logs some) is
+    escaped: pytest-xdist must send every report between processes as UTF-8."""
+    outcome = yield
+    report = outcome.get_result()
+    report.sections = [
+        (name, text.encode("utf-8", "backslashreplace").decode("utf-8"))
+        for name, text in report.sections
+    ]
