@@ -142,6 +142,11 @@ def test_a_backfill_range_is_every_period_of_the_schedule_in_order() -> None:
             "give one period or one range",
         ),
         (
+            {"period_from": date(1900, 1, 1), "period_to": date(2100, 12, 31)},
+            "a backfill of 73414 days is more than 366: one flow run holds one report per "
+            "period; split the range into several backfills",
+        ),
+        (
             {"period_from": date(2026, 11, 3), "period_to": date(2026, 11, 7)},
             "no period of SYNC_CRON_SCHEDULE '0 0 * * 1' starts from 2026-11-03 to 2026-11-07: "
             "widen the range",

@@ -121,6 +121,10 @@ def _midnight(day: date, tz: ZoneInfo) -> datetime:
     return datetime.combine(day, time(), tzinfo=tz)
 
 
+# A backfill is one flow run with one report and one artifact per period: bounded.
+MAX_BACKFILL_DAYS = 366
+
+
 def backfill_periods(first: date, last: date, cron: str, tz: ZoneInfo) -> list[date]:
     """The periods of a backfill from ``first`` to ``last`` (both included), in order: the dates
     on which an interval of the schedule starts, i.e. every day for a daily or hourly cron and
@@ -159,6 +163,13 @@ def validate_request(period: date | None, period_from: date | None, period_to: d
             f"--from {period_from.isoformat()} is after --to {period_to.isoformat()} "
             "(period_from, period_to): give the earlier date first"
         )
+    if period_from is not None and period_to is not None:
+        days = (period_to - period_from).days + 1
+        if days > MAX_BACKFILL_DAYS:
+            raise ConfigurationError(
+                f"a backfill of {days} days is more than {MAX_BACKFILL_DAYS}: one flow run "
+                "holds one report per period; split the range into several backfills"
+            )
 
 
 def periods_to_run(
