@@ -47,13 +47,13 @@ BOUND_S = STALE_MS / 1000 + RECONCILE_S
 START_UP_S = 60
 
 
-@pytest.fixture(scope="module")
-def reconciling(prefect_server: PrefectServer, deployment: str) -> Iterator[None]:
-    """The reconcile schedule on, for the rest of this module (the tests that need it come last:
-    pausing deletes its scheduled runs, and a resume right after a pause was seen to leave the
-    deployment without new runs for over a minute)."""
-    prefect_server.set_paused(RECONCILE, False)
-    yield
+@pytest.fixture
+def reconcile_schedule(
+    prefect_server: PrefectServer, deployment: str
+) -> Iterator[Callable[[], None]]:
+    """``resume()`` turns the reconcile schedule on; it is paused again after the test. Resumed
+    only after the crash: its runs would otherwise compete with the nightly run for the worker."""
+    yield lambda: prefect_server.set_paused(RECONCILE, False)
     prefect_server.set_paused(RECONCILE, True)
 
 
@@ -146,13 +146,14 @@ def test_cancelling_a_running_flow_run_ends_the_job_cancelled_and_starts_no_othe
         assert conn.exec_driver_sql("SELECT count(*) FROM imported_event").scalar_one() == 0
 
 
-@pytest.mark.usefixtures("reconciling")
 def test_sigkilled_flow_run_is_ended_in_both_systems_without_another_run(
     prefect_server: PrefectServer,
     start_worker: Callable[..., Managed],
     worker_env: dict[str, str],
     app: Engine,
     hold: Callable[[], TableHold],
+    *,
+    reconcile_schedule: Callable[[], None],
 ) -> None:
     worker = start_worker(env=worker_env, limit=3)
     held = hold()
@@ -161,16 +162,18 @@ def test_sigkilled_flow_run_is_ended_in_both_systems_without_another_run(
     os.kill(flow_run_process(worker, run_id), signal.SIGKILL)
     killed_at = time.monotonic()
     held.release()
+    reconcile_schedule()
     _assert_reconciled(prefect_server, app, row, run_id, killed_at)
 
 
-@pytest.mark.usefixtures("reconciling")
 def test_sigkilled_worker_and_flow_run_are_ended_in_both_systems(
     prefect_server: PrefectServer,
     start_worker: Callable[..., Managed],
     worker_env: dict[str, str],
     app: Engine,
     hold: Callable[[], TableHold],
+    *,
+    reconcile_schedule: Callable[[], None],
 ) -> None:
     doomed = start_worker(env=worker_env, name="doomed", limit=3)
     held = hold()
@@ -184,5 +187,6 @@ def test_sigkilled_worker_and_flow_run_are_ended_in_both_systems(
     held.release()
     # Nobody is left to tell Prefect: the flow run still says Running.
     assert prefect_server.flow_run(run_id)["state"]["type"] == "RUNNING"
+    reconcile_schedule()
     start_worker(env=worker_env, name="restarted", limit=3)  # as systemd would restart it
     _assert_reconciled(prefect_server, app, row, run_id, killed_at)

@@ -113,7 +113,7 @@ def test_skewed_workers_take_beat_and_reap_on_database_time(
     )
     _assert_skewed(expect(reaper, "clock", 60), db_time(engine), -HOURS_7)
     won = expect(reaper, "acquired", 40)
-    children.join_all(15)
+    children.join_all(60)
 
     rows = {r.id: r for r in executions(engine, JOB)}
     dead, new = rows[held_id], rows[won["id"]]

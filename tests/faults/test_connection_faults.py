@@ -127,7 +127,7 @@ def test_terminated_connections_heartbeat_and_finish_recover(
     (row,) = executions(engine, JOB)
     assert (row.status, row.error_message) == (Status.SUCCESS, None)
     assert row.completed_at is not None
-    children.join_all(15)
+    children.join_all(60)
 
 
 def test_postgres_restart_heartbeat_and_finish_recover(
@@ -166,7 +166,7 @@ def test_postgres_restart_heartbeat_and_finish_recover(
     assert "heartbeat failed" in logged
     assert "recording SUCCESS failed, retrying" in logged
     assert PASSWORD not in logged
-    children.join_all(15)
+    children.join_all(60)
 
 
 def test_database_away_past_the_window_row_is_reaped_later(
@@ -193,7 +193,7 @@ def test_database_away_past_the_window_row_is_reaped_later(
     assert done["not_recorded"] == done["detail"] and done["lock_lost"] is None, done
     assert "reaped or released" not in done["detail"]
     assert PASSWORD not in done["detail"] + log.read_text()
-    children.join_all(15)
+    children.join_all(60)
 
     throwaway_cluster.start()
     (left,) = executions(cluster_engine, JOB)

@@ -377,7 +377,7 @@ def test_ten_parallel_jobs_with_open_sessions_keep_their_locks(
     tries = contender.finish()
     release.set()
     reports = _done(out, PARALLEL, 60)
-    children.join_all(30)
+    children.join_all(60)
 
     _assert_all_skipped(tries, held, least=2 * PARALLEL)
     assert {t["job_type"] for t in tries} == set(job_types)
@@ -435,7 +435,7 @@ def test_one_stuck_beat_does_not_freeze_the_other_leases(
     tries = contender.finish()
     release.set()
     reports = _done(out, 2, 30)
-    children.join_all(30)
+    children.join_all(60)
 
     _assert_all_skipped(tries, {JOB_B: b}, least=5)
     # While A's row was locked, B kept beating (its beat age stayed under the threshold and its

@@ -125,7 +125,7 @@ def test_stalled_run_is_reaped_and_cannot_overwrite_the_newer_run(
     expect(out, "not_held", 15)
     release.set()
     done = expect(out, "done", 30)
-    children.join_all(15)
+    children.join_all(60)
     assert not done["recorded"]
     assert done["lock_lost"].startswith(
         f"lock lost: execution {old_id} is already FAILURE: abandoned"
@@ -153,7 +153,7 @@ def test_sqlite_frozen_process_keeps_its_lease(
         os.kill(holder.pid, signal.SIGCONT)
     release.set()
     done = expect(out, "done", 30)
-    children.join_all(15)
+    children.join_all(60)
     assert done["recorded"], done
     assert {r.id: r.status for r in executions(engine, JOB)}[old_id] == Status.SUCCESS
 
