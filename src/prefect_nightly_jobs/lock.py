@@ -70,6 +70,7 @@ class PreCheckContext:
 
 PreCheck = Callable[[PreCheckContext], str | None]
 """Returns a reason to skip, or None to run. It may read and write through ``ctx.session``."""
+_KindedCheck = Callable[[PreCheckContext], tuple[SkipKind, str | None]]
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,10 @@ class _PreCheckFailed:
 
 
 def _decide(
-    conn: Connection, values: dict[str, Any], policy: LockPolicy, pre_check: PreCheck | None
+    conn: Connection,
+    values: dict[str, Any],
+    policy: LockPolicy,
+    pre_check: _KindedCheck | None,
 ) -> Execution | LockNotAcquired | _PreCheckFailed:
     job_type = values["job_type"]
     if pre_check is not None and conn.dialect.name == "postgresql":
@@ -171,7 +175,7 @@ def _decide(
         with Session(bind=conn, join_transaction_mode="create_savepoint") as session:
             context = PreCheckContext(session=session, job_type=job_type, period=values["period"])
             try:
-                reason = pre_check(context)
+                kind, reason = pre_check(context)
                 session.flush()
             except Exception as err:  # noqa: BLE001 - any pre-check error is its FAILURE
                 session.rollback()  # the pre-check's own writes, back to the savepoint
@@ -180,8 +184,8 @@ def _decide(
                     message, insert_finished(conn, values, Status.FAILURE, message), err
                 )
         if reason:
-            skip_id = insert_finished(conn, values, Status.SKIPPED, reason)
-            return LockNotAcquired(reason, SkipKind.PRE_CHECK, skip_id)
+            skip_id = insert_finished(conn, values, Status.SKIPPED, reason, kind)
+            return LockNotAcquired(reason, kind, skip_id)
     for attempt in range(3):
         row = _insert(conn, values)
         if row is not None:
@@ -191,10 +195,10 @@ def _decide(
         held = _holder(conn, values)
         if held is not None:
             kind, reason = held
-            skip_id = insert_finished(conn, values, Status.SKIPPED, reason)
+            skip_id = insert_finished(conn, values, Status.SKIPPED, reason, kind)
             return LockNotAcquired(reason, kind, skip_id)
     reason = "already running: the lock changed hands three times while acquiring"
-    skip_id = insert_finished(conn, values, Status.SKIPPED, reason)
+    skip_id = insert_finished(conn, values, Status.SKIPPED, reason, SkipKind.ALREADY_RUNNING)
     return LockNotAcquired(reason, SkipKind.ALREADY_RUNNING, skip_id)
 
 
@@ -220,9 +224,12 @@ def acquire_job_lock(
     policy = policy or LockPolicy()
     counted = once_per_period and not force and period is not None
     values = {**(origin or Origin()).row(job_type, period), "once_per_period": counted}
-    checks: list[PreCheck | None] = []
+    checks: list[tuple[SkipKind, PreCheck | None]] = []
     if not force:
-        checks = [already_succeeded_for_period if counted else None, pre_check]
+        checks = [
+            (SkipKind.ALREADY_DONE, already_succeeded_for_period if counted else None),
+            (SkipKind.PRE_CHECK, pre_check),
+        ]
     with translated_errors(engine.url), write_transaction(engine) as conn:
         decided = _decide(conn, values, policy, _chain(checks))
     if isinstance(decided, _PreCheckFailed):
@@ -233,13 +240,16 @@ def acquire_job_lock(
     return LockAcquired(lease=Lease(engine, decided, policy, held=held))
 
 
-def _chain(checks: list[PreCheck | None]) -> PreCheck | None:
-    """One pre-check that runs ``checks`` in order; the first reason to skip wins."""
-    chain = [check for check in checks if check is not None]
-    if len(chain) <= 1:
-        return chain[0] if chain else None
+def _chain(checks: list[tuple[SkipKind, PreCheck | None]]) -> _KindedCheck | None:
+    """One pre-check that runs ``checks`` in order; the first reason to skip wins, with its kind."""
+    chain = [(kind, check) for kind, check in checks if check is not None]
+    if not chain:
+        return None
 
-    def combined(ctx: PreCheckContext) -> str | None:
-        return next((reason for check in chain if (reason := check(ctx))), None)
+    def combined(ctx: PreCheckContext) -> tuple[SkipKind, str | None]:
+        for kind, check in chain:
+            if reason := check(ctx):
+                return kind, reason
+        return SkipKind.PRE_CHECK, None
 
     return combined

@@ -26,6 +26,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from prefect_nightly_jobs.clock import UTCDateTime
 
 JOB_TYPE_LENGTH = 100
+SKIP_KIND_LENGTH = 32
 ERROR_MESSAGE_LIMIT = 4000
 
 NAMING = {
@@ -113,6 +114,8 @@ class JobExecution(Base):
     attempt: Mapped[int | None] = mapped_column(Integer())
     # True for a once-per-period run that was not forced: the unique index above counts it.
     once_per_period: Mapped[bool] = mapped_column(Boolean(), server_default=text("false"))
+    # SKIPPED rows only: why, as data (``outcome.SkipKind``), e.g. 'upstream_failed'.
+    skip_kind: Mapped[str | None] = mapped_column(String(SKIP_KIND_LENGTH))
 
 
 # Core handles on the mapped tables, typed as Table for insert()/update() (statements stay Core:
