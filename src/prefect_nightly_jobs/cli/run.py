@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from prefect_nightly_jobs.cli import render
+from prefect_nightly_jobs.cli import live, render
 from prefect_nightly_jobs.cli.exit_codes import ExitCode
 from prefect_nightly_jobs.cli.runtime import load_runtime
 from prefect_nightly_jobs.models import Status
@@ -28,25 +28,19 @@ def nightly(period: PeriodOption = None) -> None:
 
     Uses the app database from DATABASE_URL (default: the embedded SQLite file jobs.sqlite3) and
     the Prefect API from PREFECT_API_URL (default: a temporary local Prefect server). Prints one
-    line per job: status, duration, error or skip reason, execution id. Exits 1 when any job
-    failed, 0 otherwise (skips are not failures).
+    line per job: status, duration, error or skip reason, execution id. On a terminal, shows
+    which job is running, how many are done and the time elapsed while it runs. Exits 1 when any
+    job failed, 0 otherwise (skips are not failures).
     """
     day = parse_period(period) if period is not None else None
     load_runtime()
     # Imported on use: Prefect takes a second to import and most commands never need it.
     from prefect_nightly_jobs.nightly_flow import run_nightly  # noqa: PLC0415
 
-    report = run_nightly(day)
+    with live.shown_on(render.progress_console()):
+        report = run_nightly(day)
     render.console().print(render.nightly_table(report))
-    counts = {status: 0 for status in Status}
-    for outcome in report.outcomes:
-        counts[Status(outcome.status)] += 1
-    summary = (
-        f"{counts[Status.SUCCESS]} succeeded, {counts[Status.SKIPPED]} skipped, "
-        f"{counts[Status.FAILURE]} failed"
-    )
-    where = f" (flow run {report.flow_run_id})" if report.flow_run_id else ""
-    typer.echo(f"period {report.period.isoformat()}: {summary}{where}")
+    typer.echo(render.nightly_summary(report))
     if report.failed:
         raise typer.Exit(ExitCode.FAILED)
 
