@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast lint typecheck pytest bench dist clean
+.PHONY: run test test-fast lint typecheck docs pytest browser screenshots bench dist clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,13 +18,14 @@ run: $(STAMP)
 	$(VENV)/bin/alembic upgrade head
 	$(VENV)/bin/jobctl nightly
 
-## Everything: lint, format check, types, and the whole test suite on real PostgreSQL + SQLite.
-test: $(STAMP) lint typecheck pytest
+## Everything: lint, format check, types, the docs (--strict), and the whole test suite on real
+## PostgreSQL + SQLite, the Prefect UI in a real browser included.
+test: $(STAMP) lint typecheck docs pytest
 
 ## The inner loop: lint, types, and the tests that need no real process faults or Prefect server.
 test-fast: $(STAMP) lint typecheck
 	@TEST_DATABASE_URL="$$(.ci/ensure-postgres)" && export TEST_DATABASE_URL && \
-		$(VENV)/bin/pytest $(XDIST) -m "not faults and not e2e" $(PYTEST_ARGS)
+		$(VENV)/bin/pytest $(XDIST) -m "not faults and not e2e and not ui" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -34,13 +35,27 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
+## The documentation site (docs/, mkdocs.yml) into site/; a broken link or reference fails it.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+
+## Debian's chromium and chromium-driver for the UI test: installed if missing, or a failure.
+browser:
+	@.ci/ensure-chromium
+
 # Most tests wait on processes, signals and thresholds rather than the CPU: four workers, each test
 # file in one of them (its session fixtures, e.g. a Prefect server, are per worker).
 XDIST ?= -n 4 --dist loadfile
 
-pytest: $(STAMP)
+pytest: $(STAMP) browser
 	@TEST_DATABASE_URL="$$(.ci/ensure-postgres)" && export TEST_DATABASE_URL && \
 		$(VENV)/bin/pytest $(XDIST) $(PYTEST_ARGS)
+
+## The pictures in docs/images, taken again by the UI test (a real server, deployment and run).
+screenshots: $(STAMP) browser
+	@TEST_DATABASE_URL="$$(.ci/ensure-postgres)" && export TEST_DATABASE_URL && \
+		UI_SCREENSHOTS_DIR="$(CURDIR)/docs/images" $(VENV)/bin/pytest -m ui -p no:cacheprovider \
+		tests/e2e/test_ui.py $(PYTEST_ARGS)
 
 ## Benchmarks (not tests): prints one table and writes bench/results/latest.json.
 bench: $(STAMP)
@@ -52,4 +67,4 @@ dist: $(STAMP)
 	rm -rf dist && $(PY) -m build --quiet --outdir dist .
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache dist build jobs.sqlite3*
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache dist build site jobs.sqlite3*

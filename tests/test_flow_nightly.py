@@ -79,10 +79,9 @@ def test_nightly_runs_every_job_in_order(job_env: URL, engine: Engine) -> None:
         name: StateType.COMPLETED for name in ORDER
     }
     table = markdown_artifacts(report.flow_run_id)[ARTIFACT_KEY]
-    assert "| job | status | duration | reason / error | execution id |" in table
+    assert "| job | status | execution id | duration | reason / error |" in table
     for outcome in report.outcomes:
-        assert f"| {outcome.job_type} | SUCCESS | " in table
-        assert f"| {outcome.execution_id} |" in table
+        assert f"| {outcome.job_type} | SUCCESS | {outcome.execution_id} | " in table
 
 
 def test_failed_upstream_skips_downstream_in_both_systems(
@@ -114,14 +113,22 @@ def test_failed_upstream_skips_downstream_in_both_systems(
         missing,
     )
     rollup = tasks["daily_rollup"]
+    # Not run because something failed: neither green like a success nor red like its upstream.
     assert (rollup.type, rollup.name, rollup.message) == (
-        StateType.COMPLETED,
-        "Skipped",
+        StateType.CRASHED,
+        "UpstreamFailed",
         "upstream import_events failed",
     )
+    assert tasks["purge_expired"].type == StateType.COMPLETED
+    assert [(r.job_type, r.skip_kind) for r in all_rows(engine)] == [
+        ("import_events", None),
+        ("daily_rollup", "upstream_failed"),
+        ("purge_expired", None),
+    ]
     table = markdown_artifacts(report.flow_run_id)[ARTIFACT_KEY]
-    assert "| import_events | FAILURE |" in table
-    assert "| daily_rollup | SKIPPED (upstream_failed) | " in table
+    ids = [o.execution_id for o in report.outcomes]
+    assert f"| import_events | FAILURE | {ids[0]} | " in table
+    assert f"| daily_rollup | SKIPPED (upstream_failed) | {ids[1]} | " in table
     assert "upstream import_events failed" in table
 
 
@@ -147,8 +154,17 @@ def test_disabled_and_already_done_upstreams_count_as_satisfied(
         (Status.SUCCESS, None),
     ]
     assert not again.failed and not disabled.failed
-    assert again.flow_run_id is not None
+    assert again.flow_run_id is not None and disabled.flow_run_id is not None
     assert flow_run_state(again.flow_run_id).type == StateType.COMPLETED
+    # Skipped as intended: grey in the UI, neither a success nor a failure.
+    for run, kind in ((again, "already_done"), (disabled, "disabled")):
+        skipped = task_states(run.flow_run_id)["import_events"]
+        assert (skipped.type, skipped.name) == (StateType.CANCELLED, "Skipped")
+        assert run.outcomes[0].skip_kind == kind
+    assert [r.skip_kind for r in all_rows(engine) if r.status == Status.SKIPPED] == [
+        "already_done",
+        "disabled",
+    ]
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)

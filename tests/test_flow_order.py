@@ -125,8 +125,9 @@ def test_failed_branch_skips_downstream_other_branch_runs(job_env: URL) -> None:
     assert report.flow_run_id is not None
     prefect_side = task_states(report.flow_run_id)
     for name in ("f_d", "f_e"):
-        assert (prefect_side[name].name, prefect_side[name].message) == (
-            "Skipped",
+        assert (prefect_side[name].type, prefect_side[name].name, prefect_side[name].message) == (
+            StateType.CRASHED,
+            "UpstreamFailed",
             "upstream f_b failed",
         ), "never left Pending/NotReady"
 

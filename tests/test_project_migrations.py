@@ -103,7 +103,7 @@ def test_plugin_and_project_histories_apply_beside_each_other(empty_url: URL) ->
     again = _run(["alembic", "upgrade", "head"], REPO_ROOT, empty_url)
     assert "Running upgrade" not in again.stderr  # nothing left to do, nothing broken
     current = _run(["jobctl", "db", "current"], REPO_ROOT, empty_url)
-    assert current.stdout.strip() == "nightly_jobs_0002 (at head)"
+    assert current.stdout.strip() == "nightly_jobs_0003 (at head)"
     tables = _tables(empty_url)
     assert {"job_execution", "imported_event", "daily_event_rollup"} <= tables
 

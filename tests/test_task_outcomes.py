@@ -140,10 +140,11 @@ def test_disabled_is_skipped_in_both_systems(
 ) -> None:
     monkeypatch.setenv("T_OK_ENABLED", "false")
     run = run_task(t_ok)
-    assert (run.state.type, run.state.name) == (StateType.COMPLETED, "Skipped")
+    assert (run.state.type, run.state.name) == (StateType.CANCELLED, "Skipped")
     assert run.state.message == "disabled via T_OK_ENABLED"
     (row,) = rows(engine, "t_ok")
     assert (row.status, row.error_message) == (Status.SKIPPED, "disabled via T_OK_ENABLED")
+    assert row.skip_kind == SkipKind.DISABLED
     assert row.flow_run_id == run.flow_run_id
     assert _markers(engine, "t_ok") == 0
 
@@ -153,12 +154,13 @@ def test_locked_is_skipped_with_the_holder(job_env: URL, engine: Engine) -> None
     assert held.acquired
     with held.lease:
         run = run_task(t_ok)
-    assert (run.state.type, run.state.name) == (StateType.COMPLETED, "Skipped")
+    assert (run.state.type, run.state.name) == (StateType.CANCELLED, "Skipped")
     assert run.state.message is not None
     assert run.state.message.startswith(f"already running: execution {held.execution.id} on ")
     holder, skipped = rows(engine, "t_ok")
     assert holder.status == Status.SUCCESS
     assert (skipped.status, skipped.error_message) == (Status.SKIPPED, run.state.message)
+    assert skipped.skip_kind == SkipKind.ALREADY_RUNNING
     assert skipped.task_run_id == run.task_run_id
     assert _markers(engine, "t_ok") == 0
 
@@ -169,18 +171,18 @@ def test_once_per_period_skips_and_force_runs(job_env: URL, engine: Engine) -> N
     forced = run_task(t_once, force=True)
     other_day = run_task(t_once, period=PERIOD.replace(day=27))
     assert first.state.name == "Completed"
-    assert again.state.name == "Skipped"
+    assert (again.state.type, again.state.name) == (StateType.CANCELLED, "Skipped")
     done = rows(engine, "t_once")[0]
     expected = f"already succeeded for period {PERIOD.isoformat()} (execution {done.id})"
     assert again.state.message == expected
     assert forced.state.name == "Completed", "force skips the pre-check"
     assert other_day.state.name == "Completed"
-    statuses = [(r.status, r.error_message) for r in rows(engine, "t_once")]
+    statuses = [(r.status, r.error_message, r.skip_kind) for r in rows(engine, "t_once")]
     assert statuses == [
-        (Status.SUCCESS, None),
-        (Status.SKIPPED, expected),
-        (Status.SUCCESS, None),
-        (Status.SUCCESS, None),
+        (Status.SUCCESS, None, None),
+        (Status.SKIPPED, expected, SkipKind.ALREADY_DONE),
+        (Status.SUCCESS, None, None),
+        (Status.SUCCESS, None, None),
     ]
 
 
@@ -190,8 +192,13 @@ def test_pre_check_skip_and_pre_check_error(job_env: URL, engine: Engine) -> Non
     broken = run_task(t_check_raises)
     assert broken.state.type == StateType.FAILED
     assert broken.state.message == "pre-check failed: RuntimeError: source unreachable"
-    ((s_status, s_msg),) = [(r.status, r.error_message) for r in rows(engine, "t_checked")]
-    assert (s_status, s_msg) == (Status.SKIPPED, f"nothing to do for {PERIOD}")
+    (checked,) = rows(engine, "t_checked")
+    assert (checked.status, checked.error_message, checked.skip_kind) == (
+        Status.SKIPPED,
+        f"nothing to do for {PERIOD}",
+        SkipKind.PRE_CHECK,
+    )
+    assert skipped.state.type == StateType.CANCELLED
     (failed,) = rows(engine, "t_check_raises")
     assert (failed.status, failed.error_message) == (Status.FAILURE, broken.state.message)
     assert _outcome(broken.state).execution_id == failed.id
@@ -200,10 +207,33 @@ def test_pre_check_skip_and_pre_check_error(job_env: URL, engine: Engine) -> Non
 
 def test_upstream_failed_is_skipped_in_both_systems(job_env: URL, engine: Engine) -> None:
     run = run_task(t_ok, blocked_by=Blocker("t_boom", SkipKind.UPSTREAM_FAILED))
-    assert (run.state.name, run.state.message) == ("Skipped", "upstream t_boom failed")
+    assert (run.state.type, run.state.name, run.state.message) == (
+        StateType.CRASHED,
+        "UpstreamFailed",
+        "upstream t_boom failed",
+    )
     (row,) = rows(engine, "t_ok")
     assert (row.status, row.error_message) == (Status.SKIPPED, "upstream t_boom failed")
+    assert row.skip_kind == SkipKind.UPSTREAM_FAILED
+    assert _outcome(run.state).skip_kind == SkipKind.UPSTREAM_FAILED
     assert _markers(engine, "t_ok") == 0
+
+
+@background_job("t_retried", retries=2)
+def t_retried(ctx: JobContext) -> None:
+    _write_marker(ctx)
+
+
+def test_a_job_that_did_not_run_is_not_retried(job_env: URL, engine: Engine) -> None:
+    """Prefect retries Failed states only: a skip of either kind is one attempt, one row."""
+    blocked = run_task(t_retried, blocked_by=Blocker("t_boom", SkipKind.UPSTREAM_FAILED))
+    busy = run_task(t_retried, blocked_by=Blocker("t_boom", SkipKind.UPSTREAM_RUNNING))
+    assert (blocked.state.name, busy.state.name) == ("UpstreamFailed", "Skipped")
+    assert [(r.attempt, r.skip_kind) for r in rows(engine, "t_retried")] == [
+        (1, SkipKind.UPSTREAM_FAILED),
+        (1, SkipKind.UPSTREAM_RUNNING),
+    ]
+    assert _markers(engine, "t_retried") == 0
 
 
 def test_lock_lost_is_failed_and_changes_rolled_back(job_env: URL, engine: Engine) -> None:

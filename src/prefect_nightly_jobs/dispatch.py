@@ -10,6 +10,7 @@ import queue
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 
+from prefect_nightly_jobs import progress
 from prefect_nightly_jobs.interrupts import is_interruption
 from prefect_nightly_jobs.models import Status
 from prefect_nightly_jobs.outcome import Blocker, JobOutcome, SkipKind
@@ -65,6 +66,7 @@ def run_in_order(
     blocked: dict[str, Blocker] = {}  # job → the upstream that keeps its dependents from running
     running: dict[Future[JobOutcome], JobSpec] = {}
     finished: queue.SimpleQueue[Future[JobOutcome]] = queue.SimpleQueue()
+    progress.run_started([spec.job_type for spec in ordered])
     while waiting or running:
         for spec in list(waiting):
             if len(running) >= max_parallel:
@@ -76,6 +78,7 @@ def run_in_order(
             if blocker is not None:
                 # Failure travels down the whole chain, whatever the skipped job itself reports.
                 blocked[spec.job_type] = blocker
+            progress.job_started(spec.job_type)
             try:
                 future = launch(spec, blocker)
             except BaseException as err:
@@ -91,6 +94,7 @@ def run_in_order(
         spec = running.pop(done)
         outcome = _result(spec, done)
         outcomes[spec.job_type] = outcome
+        progress.job_finished(outcome)
         if spec.job_type not in blocked and (blocker := _blocks_dependents(spec, outcome)):
             blocked[spec.job_type] = blocker
     return [outcomes[spec.job_type] for spec in ordered]

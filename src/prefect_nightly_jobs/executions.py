@@ -20,6 +20,7 @@ from prefect_nightly_jobs.lease import clean_message
 from prefect_nightly_jobs.lock import validate_job_type
 from prefect_nightly_jobs.models import Status, status_is
 from prefect_nightly_jobs.models import job_execution as _exec
+from prefect_nightly_jobs.outcome import SkipKind
 
 RELEASED_PREFIX = "released by operator: "
 MAX_HISTORY = 10_000
@@ -41,6 +42,8 @@ class ExecutionRecord:
     flow_run_id: str | None
     task_run_id: str | None
     attempt: int | None
+    # SKIPPED rows: why, as data (``SkipKind``); None otherwise and for rows older than the column.
+    skip_kind: SkipKind | None
     # completed - started; for a RUNNING row, how long it has been running so far.
     duration_s: float
     # RUNNING rows only: time since the last heartbeat (or the start, before the first beat).
@@ -60,6 +63,7 @@ class ExecutionRecord:
                 round(self.heartbeat_age_s, 3) if self.heartbeat_age_s is not None else None
             ),
             "message": self.message,
+            "skip_kind": self.skip_kind.value if self.skip_kind is not None else None,
             "owner": self.owner,
             "flow_run_id": self.flow_run_id,
             "task_run_id": self.task_run_id,
@@ -106,8 +110,17 @@ def _columns(query: Select[Any]) -> Select[Any]:
         _exec.c.flow_run_id,
         _exec.c.task_run_id,
         _exec.c.attempt,
+        _exec.c.skip_kind,
         db_now().label("now"),
     )
+
+
+def _skip_kind(value: str | None) -> SkipKind | None:
+    # A value this version does not know (written by a newer one) reads as "not recorded".
+    try:
+        return SkipKind(value) if value is not None else None
+    except ValueError:
+        return None
 
 
 def _record(row: Row[Any]) -> ExecutionRecord:
@@ -131,6 +144,7 @@ def _record(row: Row[Any]) -> ExecutionRecord:
         flow_run_id=row.flow_run_id,
         task_run_id=row.task_run_id,
         attempt=row.attempt,
+        skip_kind=_skip_kind(row.skip_kind),
         duration_s=max(0.0, (end - row.started_at).total_seconds()),
         heartbeat_age_s=age,
     )
@@ -180,8 +194,10 @@ def history(
     *,
     limit: int = 20,
     status: Status | None = None,
+    ran_only: bool = False,
 ) -> HistoryReport:
-    """Recent executions, newest first, optionally of one job type and/or one status."""
+    """Recent executions, newest first, optionally of one job type and/or one status;
+    ``ran_only`` leaves out SKIPPED rows (runs that did no work, e.g. for a chart of durations)."""
     if not 1 <= limit <= MAX_HISTORY:
         raise ValueError(f"limit must be between 1 and {MAX_HISTORY}, got {limit}")
     query = _columns(select()).order_by(_exec.c.id.desc()).limit(limit)
@@ -189,6 +205,8 @@ def history(
         query = query.where(_exec.c.job_type == validate_job_type(job_type))
     if status is not None:
         query = query.where(status_is(status))
+    if ran_only:
+        query = query.where(~status_is(Status.SKIPPED))
     with translated_errors(engine.url), engine.connect() as conn:
         now: datetime = conn.execute(select(db_now())).scalar_one()
         rows = [_record(row) for row in conn.execute(query)]

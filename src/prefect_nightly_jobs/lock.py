@@ -165,7 +165,10 @@ class _PreCheckFailed:
 
 
 def _decide(
-    conn: Connection, values: dict[str, Any], policy: LockPolicy, pre_check: PreCheck | None
+    conn: Connection,
+    values: dict[str, Any],
+    policy: LockPolicy,
+    pre_check: PreCheck | None,
 ) -> Execution | LockNotAcquired | _PreCheckFailed:
     job_type = values["job_type"]
     # Counted runs (once per period, not forced) check for a success of the period first.
@@ -175,7 +178,7 @@ def _decide(
         conn.execute(select(func.pg_advisory_xact_lock(_ADVISORY_NAMESPACE, key)))
     if check_done and (done := _done_for_period(conn, job_type, values["period"])) is not None:
         done_reason = _done_reason(values["period"], done)
-        skip_id = insert_finished(conn, values, Status.SKIPPED, done_reason)
+        skip_id = insert_finished(conn, values, Status.SKIPPED, done_reason, SkipKind.ALREADY_DONE)
         return LockNotAcquired(done_reason, SkipKind.ALREADY_DONE, skip_id)
     if pre_check is not None:
         with Session(bind=conn, join_transaction_mode="create_savepoint") as session:
@@ -190,7 +193,7 @@ def _decide(
                     message, insert_finished(conn, values, Status.FAILURE, message), err
                 )
         if reason:
-            skip_id = insert_finished(conn, values, Status.SKIPPED, reason)
+            skip_id = insert_finished(conn, values, Status.SKIPPED, reason, SkipKind.PRE_CHECK)
             return LockNotAcquired(reason, SkipKind.PRE_CHECK, skip_id)
     for attempt in range(3):
         row = _insert(conn, values)
@@ -201,10 +204,10 @@ def _decide(
         held = _holder(conn, values)
         if held is not None:
             kind, reason = held
-            skip_id = insert_finished(conn, values, Status.SKIPPED, reason)
+            skip_id = insert_finished(conn, values, Status.SKIPPED, reason, kind)
             return LockNotAcquired(reason, kind, skip_id)
     reason = "already running: the lock changed hands three times while acquiring"
-    skip_id = insert_finished(conn, values, Status.SKIPPED, reason)
+    skip_id = insert_finished(conn, values, Status.SKIPPED, reason, SkipKind.ALREADY_RUNNING)
     return LockNotAcquired(reason, SkipKind.ALREADY_RUNNING, skip_id)
 
 

@@ -26,6 +26,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from prefect_nightly_jobs.clock import UTCDateTime
 
 JOB_TYPE_LENGTH = 100
+SKIP_KIND_LENGTH = 32
 ERROR_MESSAGE_LIMIT = 4000
 
 NAMING = {
@@ -124,6 +125,8 @@ class JobExecution(Base):
     # True once a reaper ended the row while its Prefect task/flow run may still say Running:
     # the reconcile sweep sets them Crashed through the API, then clears it (retried if down).
     prefect_pending: Mapped[bool] = mapped_column(Boolean(), server_default=text("false"))
+    # SKIPPED rows only: why, as data (``outcome.SkipKind``), e.g. 'upstream_failed'.
+    skip_kind: Mapped[str | None] = mapped_column(String(SKIP_KIND_LENGTH))
 
 
 # Core handles on the mapped tables, typed as Table for insert()/update() (statements stay Core:

@@ -21,6 +21,13 @@ class SkipKind(StrEnum):
     ALREADY_DONE = "already_done"
     PRE_CHECK = "pre_check"
 
+    @property
+    def after_failure(self) -> bool:
+        """Not run because something failed, as opposed to skipped as intended (disabled, done
+        for the period, running elsewhere, a pre-check's reason): the UI and the CLI show the
+        two apart."""
+        return self is SkipKind.UPSTREAM_FAILED
+
 
 @dataclass(frozen=True)
 class Blocker:

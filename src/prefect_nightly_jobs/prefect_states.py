@@ -1,7 +1,17 @@
 """The Prefect side of an outcome: states for job outcomes, and who is running (the Origin).
 
-SUCCESS → Completed; FAILURE → Failed with the error as the message; SKIPPED → a Completed state
-named "Skipped" with the reason, so a skip is never mistaken for work done, nor for a failure.
+Prefect colours a run by its state *type* (the graph and every run list), so each kind of outcome
+gets a type of its own, all of them final, and only a real failure one that Prefect retries:
+
+- SUCCESS → Completed (green);
+- FAILURE → Failed (red) with the error as the message; the only one Prefect retries;
+- SKIPPED as intended (disabled, already done for the period, running elsewhere, a pre-check's
+  reason) → Cancelled named "Skipped" (grey): not run, on purpose, nothing to look at;
+- SKIPPED because an upstream failed → Crashed named "UpstreamFailed" (orange): not run because
+  something else broke — never green like work done, never red like the job's own failure.
+
+The message is the row's reason. The nightly flow's own state does not follow from these: it is
+Failed exactly when a job failed (``nightly_flow.final_state``).
 """
 
 from __future__ import annotations
@@ -13,20 +23,23 @@ from prefect.client.schemas.objects import State
 from prefect.context import TaskRunContext
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
-from prefect.states import Completed, Failed
+from prefect.states import Cancelled, Completed, Crashed, Failed
 
 from prefect_nightly_jobs.lock import Origin
 from prefect_nightly_jobs.models import Status
 from prefect_nightly_jobs.outcome import JobFailedError, JobOutcome
 
 SKIPPED_STATE_NAME = "Skipped"
+UPSTREAM_FAILED_STATE_NAME = "UpstreamFailed"
 
 
 def state_for(outcome: JobOutcome) -> State[Any]:
     """The final Prefect state of a job task; its data is the outcome (in a JobFailedError when
     the job failed, as Prefect expects an exception behind a Failed state)."""
     if outcome.status == Status.SKIPPED:
-        return Completed(name=SKIPPED_STATE_NAME, message=outcome.reason, data=outcome)
+        if outcome.skip_kind is not None and outcome.skip_kind.after_failure:
+            return Crashed(name=UPSTREAM_FAILED_STATE_NAME, message=outcome.reason, data=outcome)
+        return Cancelled(name=SKIPPED_STATE_NAME, message=outcome.reason, data=outcome)
     if outcome.status == Status.FAILURE:
         error = JobFailedError(outcome.reason or "failed", outcome=outcome)
         return Failed(message=outcome.reason, data=error)

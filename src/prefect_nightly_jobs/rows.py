@@ -21,6 +21,7 @@ from prefect_nightly_jobs.errors import ConfigurationError
 from prefect_nightly_jobs.lease import clean_message
 from prefect_nightly_jobs.models import JOB_TYPE_LENGTH, Status
 from prefect_nightly_jobs.models import job_execution as _exec
+from prefect_nightly_jobs.outcome import SkipKind
 
 _JOB_TYPE = re.compile(r"[a-z][a-z0-9_]*")
 
@@ -54,9 +55,16 @@ def validate_job_type(job_type: str) -> str:
     return job_type
 
 
-def insert_finished(conn: Connection, values: dict[str, Any], status: Status, reason: str) -> int:
+def insert_finished(
+    conn: Connection,
+    values: dict[str, Any],
+    status: Status,
+    reason: str,
+    skip_kind: SkipKind | None = None,
+) -> int:
     """A row that starts and ends at the same database instant; returns its id."""
-    row = {**values, "status": status.value, "once_per_period": False}
+    kind = skip_kind.value if skip_kind is not None else None
+    row = {**values, "status": status.value, "once_per_period": False, "skip_kind": kind}
     statement = _exec.insert().values(
         **row, error_message=clean_message(reason), started_at=db_now(), completed_at=db_now()
     )
@@ -71,8 +79,9 @@ def record_outcome(
     *,
     period: date | None = None,
     origin: Origin | None = None,
+    skip_kind: SkipKind | None = None,
 ) -> int:
     """Record an execution that never ran (disabled, upstream failed) with its reason."""
     values = (origin or Origin()).row(job_type, period)
     with translated_errors(engine.url), one_statement(engine) as conn:
-        return insert_finished(conn, values, status, reason)
+        return insert_finished(conn, values, status, reason, skip_kind)

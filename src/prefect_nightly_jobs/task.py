@@ -101,6 +101,7 @@ class _Attempt:
             reason,
             period=self.period,
             origin=self.origin,
+            skip_kind=kind,
         )
         self.logger.info("SKIPPED: %s (execution %d)", reason, row)
         return self._end(Status.SKIPPED, reason, row, kind)

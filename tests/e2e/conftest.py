@@ -3,14 +3,17 @@ from prefect.yaml, workers, and flow runs started with `prefect deployment run`.
 
 Reusable pieces (fault tests build on them):
 
-- ``prefect_server`` (session): ``prefect server start`` on a free port, its own PREFECT_HOME;
-  ``.cli(...)`` runs the ``prefect`` CLI against it, ``.flow_run(id)`` reads a run through the API;
+- ``prefect_server`` (session): ``prefect server start`` on a free port, its own PREFECT_HOME,
+  with its UI at ``.ui_url``; ``.cli(...)`` runs the ``prefect`` CLI against it, ``.flow_run(id)``
+  reads a run through the API;
 - ``deployment`` (session): the work pool created and prefect.yaml deployed; its name;
 - ``start_worker`` (function): ``start_worker(env={...})`` starts ``prefect worker start`` with
   extra environment (e.g. DATABASE_URL); every worker is stopped after the test;
 - ``run_deployment(server, name, ...)``: ``prefect deployment run … --watch`` with a bound, returns
   the flow run id and its final state; ``trigger_deployment`` (no wait) and ``wait_for_flow_run``
-  (bounded polling) for tests that start several runs at once.
+  (bounded polling) for tests that start several runs at once;
+- ``mixed_nightly_run`` (session): one deployment run whose jobs end FAILURE, SKIPPED (upstream
+  failed) and SUCCESS, kept for every test that looks at such a night (its worker is stopped).
 
 Every wait is bounded; every process is stopped with its whole process tree.
 """
@@ -31,10 +34,12 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy.engine import URL
 
+from prefect_nightly_jobs import testing
 from tests import REPO_ROOT
 from tests.e2e.held import app, app_db, hold, worker_env  # noqa: F401 - shared fixtures
-from tests.e2e.procs import Managed
+from tests.e2e.procs import Managed, descendants
 
 WORK_POOL = "nightly-pool"
 DEPLOYMENT = "nightly/jobs"
@@ -91,6 +96,7 @@ def base_env(home: Path) -> dict[str, str]:
 @dataclass
 class PrefectServer:
     api_url: str
+    ui_url: str
     home: Path
     logs: Path
     env: dict[str, str]
@@ -173,15 +179,18 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
     port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     env = base_env(home)
+    # The UI too (the browser test reads it); it must be told where its API is.
+    ui_env = {**env, "PREFECT_UI_ENABLED": "true", "PREFECT_UI_API_URL": api_url}
     process = Managed(
         "server",
         [str(VENV_BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
+        env=ui_env,
         cwd=home,
         log=logs / "server.log",
     )
     server = PrefectServer(
         api_url=api_url,
+        ui_url=f"http://127.0.0.1:{port}",
         home=home,
         logs=logs,
         env={**env, "PREFECT_API_URL": api_url},
@@ -217,6 +226,35 @@ def deployment(prefect_server: PrefectServer) -> str:
     return DEPLOYMENT
 
 
+def launch_worker(
+    server: PrefectServer,
+    env: Mapping[str, str] | None = None,
+    name: str | None = None,
+    limit: int = 1,
+) -> Managed:
+    """``prefect worker start`` on the nightly pool; the caller stops it (``server`` does too)."""
+    label = name or f"worker-{len(server.workers) + 1}"
+    worker = Managed(
+        label,
+        [
+            str(VENV_BIN / "prefect"),
+            "worker",
+            "start",
+            "--pool",
+            WORK_POOL,
+            "--name",
+            label,
+            "--limit",
+            str(limit),
+        ],
+        env={**server.env, **(env or {})},
+        cwd=server.home,
+        log=server.logs / f"{label}.log",
+    )
+    server.workers.append(worker)
+    return worker
+
+
 @pytest.fixture
 def start_worker(
     prefect_server: PrefectServer, deployment: str
@@ -227,26 +265,8 @@ def start_worker(
     def start(
         env: Mapping[str, str] | None = None, name: str | None = None, limit: int = 1
     ) -> Managed:
-        label = name or f"worker-{len(prefect_server.workers) + 1}"
-        worker = Managed(
-            label,
-            [
-                str(VENV_BIN / "prefect"),
-                "worker",
-                "start",
-                "--pool",
-                WORK_POOL,
-                "--name",
-                label,
-                "--limit",
-                str(limit),
-            ],
-            env={**prefect_server.env, **(env or {})},
-            cwd=prefect_server.home,
-            log=prefect_server.logs / f"{label}.log",
-        )
+        worker = launch_worker(prefect_server, env, name, limit)
         started.append(worker)
-        prefect_server.workers.append(worker)
         return worker
 
     yield start
@@ -331,3 +351,56 @@ def run_deployment(
     done = server.cli(*args, timeout=timeout_s + 30, check=False)
     output = done.stdout + done.stderr
     return _result(server, _flow_run_id(output), output)
+
+
+MIXED_PERIOD = "2026-11-29"
+
+
+@dataclass
+class MixedRun:
+    """A finished nightly deployment run: import_events FAILURE (its feed has no file for the
+    period), daily_rollup SKIPPED "upstream import_events failed", purge_expired SUCCESS."""
+
+    app_db: URL
+    flow_run: FlowRunResult
+    feed: Path
+    worker_log: str
+
+
+@pytest.fixture(scope="session")
+def mixed_nightly_run(
+    prefect_server: PrefectServer,
+    deployment: str,
+    nightly_pg_template: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[MixedRun]:
+    """One run for the whole session (a deployment run costs seconds of CI): its worker is
+    stopped as soon as the run ends, so that it never picks up another test's runs."""
+    night_db = testing.create_pg_database(template=nightly_pg_template)
+    feed = tmp_path_factory.mktemp("empty-feed")
+    worker = launch_worker(
+        prefect_server,
+        env={"DATABASE_URL": night_db.render_as_string(hide_password=False)},
+        name="mixed-night",
+    )
+    try:
+        run_id = trigger_deployment(
+            prefect_server,
+            params={"period": MIXED_PERIOD},
+            job_env={"IMPORT_EVENTS_SOURCE": str(feed)},
+        )
+        result = wait_for_flow_run(prefect_server, run_id)
+        # The flow-run process still sends its last log lines after its final state: stopping
+        # the worker now would kill it first, and the UI would show a run without logs.
+        deadline = time.monotonic() + 60
+        while descendants(worker.pid):
+            assert time.monotonic() < deadline, (
+                f"the flow-run process did not exit:\n{worker.tail()}"
+            )
+            time.sleep(0.2)
+        log = worker.tail(200)
+    finally:
+        worker.stop()
+        prefect_server.workers.remove(worker)
+    yield MixedRun(app_db=night_db, flow_run=result, feed=feed, worker_log=log)
+    testing.drop_pg_database(night_db)

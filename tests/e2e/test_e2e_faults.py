@@ -130,7 +130,10 @@ def test_run_released_by_jobctl_unlock_while_alive_ends_failed_with_lock_lost(
     assert states["import_events"]["message"].startswith(
         f"lock lost: execution {row.id} is already FAILURE: released by operator: looked stuck"
     )
-    assert states["daily_rollup"]["name"] == "Skipped"
+    assert (states["daily_rollup"]["type"], states["daily_rollup"]["name"]) == (
+        "CRASHED",
+        "UpstreamFailed",
+    )
     (released,) = rows(app, "import_events")
     assert released.error_message == "released by operator: looked stuck"
     assert "import_events" not in bodies(app), "the released run's import was committed"

@@ -4,7 +4,6 @@ PostgreSQL with the flow run's id."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,9 +16,9 @@ from prefect_nightly_jobs.database import make_engine
 from prefect_nightly_jobs.models import Status, job_execution
 from tests.e2e.conftest import (
     DEPLOYMENT,
+    MixedRun,
     PrefectServer,
     run_deployment,
-    trigger_deployment,
     wait_for_flow_run,
 )
 from tests.e2e.held import poll
@@ -52,11 +51,10 @@ def rows_of(url: URL, flow_run_id: str) -> list[Any]:
         engine.dispose()
 
 
-def test_deployment_runs_complete_and_fail_as_recorded(
+def test_deployment_run_completes_as_recorded(
     prefect_server: PrefectServer,
     start_worker: Callable[..., Managed],
     app_db: URL,
-    tmp_path: Path,
 ) -> None:
     worker = start_worker(env={"DATABASE_URL": app_db.render_as_string(hide_password=False)})
 
@@ -74,30 +72,29 @@ def test_deployment_runs_complete_and_fail_as_recorded(
         assert task_runs[row.task_run_id]["state"]["type"] == "COMPLETED"
         assert str(row.period) == "2026-11-28"
 
-    # The import feed has no file for the period: import fails, the rollup is skipped.
-    feed = tmp_path / "empty-feed"
-    feed.mkdir()
-    bad_id = trigger_deployment(
-        prefect_server,
-        params={"period": "2026-11-29"},
-        job_env={"IMPORT_EVENTS_SOURCE": str(feed)},
-    )
-    bad = wait_for_flow_run(prefect_server, bad_id)
-    assert bad.state_type == "FAILED", worker.tail()
+
+def test_deployment_run_fails_as_recorded(
+    prefect_server: PrefectServer, mixed_nightly_run: MixedRun
+) -> None:
+    # The import feed has no file for the period: import fails, the rollup is not run.
+    bad = mixed_nightly_run.flow_run
+    assert bad.state_type == "FAILED", mixed_nightly_run.worker_log
     assert bad.message is not None and bad.message.endswith("failed: import_events")
-    rows = rows_of(app_db, bad.flow_run_id)
-    assert [(r.job_type, r.status) for r in rows] == [
-        ("import_events", Status.FAILURE),
-        ("daily_rollup", Status.SKIPPED),
-        ("purge_expired", Status.SUCCESS),
+    rows = rows_of(mixed_nightly_run.app_db, bad.flow_run_id)
+    assert [(r.job_type, r.status, r.skip_kind) for r in rows] == [
+        ("import_events", Status.FAILURE, None),
+        ("daily_rollup", Status.SKIPPED, "upstream_failed"),
+        ("purge_expired", Status.SUCCESS, None),
     ]
     assert rows[0].error_message.startswith("FileNotFoundError: no events file for 2026-11-29")
     assert rows[1].error_message == "upstream import_events failed"
     prefect_side = {t["id"]: t["state"] for t in prefect_server.task_runs(bad.flow_run_id)}
     assert prefect_side[rows[0].task_run_id]["type"] == "FAILED"
     assert prefect_side[rows[0].task_run_id]["message"] == rows[0].error_message
-    assert prefect_side[rows[1].task_run_id]["name"] == "Skipped"
-    assert prefect_side[rows[1].task_run_id]["message"] == "upstream import_events failed"
+    rollup = prefect_side[rows[1].task_run_id]
+    assert (rollup["type"], rollup["name"]) == ("CRASHED", "UpstreamFailed")
+    assert rollup["message"] == "upstream import_events failed"
+    assert prefect_side[rows[2].task_run_id]["type"] == "COMPLETED"
 
     # One event per outcome, the job type as its resource, related to the flow run and the
     # deployment: what an automation ("when import_events fails, notify me") matches on.

@@ -179,7 +179,7 @@ def _assert_base_exception_outcomes(
     assert report.flow_run_id is not None
     prefect_side = task_states(report.flow_run_id)
     assert (prefect_side["bx_dependent"].name, prefect_side["bx_dependent"].message) == (
-        "Skipped",
+        "UpstreamFailed",
         "upstream bx_exit failed",
     )
     assert prefect_side["bx_free"].type == StateType.COMPLETED

@@ -87,14 +87,27 @@ def history(
         ),
     ] = None,
     json_output: JsonOption = False,
+    chart: Annotated[
+        bool,
+        typer.Option(
+            "--chart",
+            help="Draw NAME's recent durations as bars, oldest first (skipped runs left out).",
+        ),
+    ] = False,
 ) -> None:
     """Show recent executions, newest first.
+
+    --chart draws one job's recent durations as a bar chart (a slowing job stands out).
 
     --json prints {"now": ..., "executions": [...]}, each execution an object with: id, job_type,
     status, period (YYYY-MM-DD or null), started_at, completed_at, heartbeat_at (ISO 8601, UTC),
     duration_s (for a RUNNING row: time since it started), heartbeat_age_s (RUNNING rows only),
     message (error or skip reason), owner (host:pid), flow_run_id, task_run_id, attempt.
     """
+    if chart and name is None:
+        raise typer.BadParameter("--chart draws one job: give its NAME", param_hint="NAME")
+    if chart and json_output:
+        raise typer.BadParameter("use either --chart or --json", param_hint="--chart")
     runtime = load_runtime()
     with open_database(runtime.settings) as engine:
         report = executions.history(
@@ -102,6 +115,7 @@ def history(
             name,
             limit=limit,
             status=status_filter,
+            ran_only=chart and status_filter is None,
         )
     rows = report.executions
     # An unregistered name may still have rows (a job removed from the catalog): show them.
@@ -117,6 +131,9 @@ def history(
         return
     if not rows:
         typer.echo("no executions recorded yet" + (f" for {name}" if name else ""))
+        return
+    if chart and name is not None:
+        render.console().print(render.durations_chart(name, rows))
         return
     render.console().print(render.history_table(rows))
 

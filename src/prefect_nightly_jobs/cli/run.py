@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from prefect_nightly_jobs.cli import render
+from prefect_nightly_jobs.cli import live, render
 from prefect_nightly_jobs.cli.exit_codes import ExitCode
 from prefect_nightly_jobs.cli.runtime import load_runtime
 from prefect_nightly_jobs.models import Status
@@ -45,17 +46,10 @@ ToOption = Annotated[
 ]
 
 
-def _print_report(report: NightlyReport, flow_run_id: str | None) -> None:
+def _print_report(report: NightlyReport, *, with_flow_run: bool = True) -> None:
     render.console().print(render.nightly_table(report))
-    counts = {status: 0 for status in Status}
-    for outcome in report.outcomes:
-        counts[Status(outcome.status)] += 1
-    summary = (
-        f"{counts[Status.SUCCESS]} succeeded, {counts[Status.SKIPPED]} skipped, "
-        f"{counts[Status.FAILURE]} failed"
-    )
-    where = f" (flow run {flow_run_id})" if flow_run_id else ""
-    typer.echo(f"period {report.period.isoformat()}: {summary}{where}")
+    shown = report if with_flow_run else replace(report, flow_run_id=None)
+    typer.echo(render.nightly_summary(shown))
 
 
 def nightly(
@@ -70,7 +64,8 @@ def nightly(
     Uses the app database from DATABASE_URL (default: the embedded SQLite file jobs.sqlite3) and
     the Prefect API from PREFECT_API_URL (default: a temporary local Prefect server). Prints one
     line per job: status, duration, error or skip reason, execution id; a backfill prints that
-    per period, then a summary line. Exits 1 when any job failed, 0 otherwise (skips are not
+    per period, then a summary line. On a terminal, shows which job is running, how many are done
+    and the time elapsed while it runs. Exits 1 when any job failed, 0 otherwise (skips are not
     failures).
     """
     day = parse_period(period) if period is not None else None
@@ -82,14 +77,16 @@ def nightly(
     from prefect_nightly_jobs.nightly_flow import run_backfill, run_nightly  # noqa: PLC0415
 
     if first is None or last is None:
-        report = run_nightly(day)
-        _print_report(report, report.flow_run_id)
+        with live.shown_on(render.progress_console()):
+            report = run_nightly(day)
+        _print_report(report)
         if report.failed:
             raise typer.Exit(ExitCode.FAILED)
         return
-    backfill = run_backfill(first, last)
+    with live.shown_on(render.progress_console()):
+        backfill = run_backfill(first, last)
     for each in backfill.reports:
-        _print_report(each, None)
+        _print_report(each, with_flow_run=False)
     where = f" (flow run {backfill.flow_run_id})" if backfill.flow_run_id else ""
     typer.echo(f"backfill {backfill.summary()}{where}")
     if backfill.failed:
