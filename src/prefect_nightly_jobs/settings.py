@@ -175,9 +175,13 @@ def _environment() -> dict[str, str]:
 
 def job_enabled(job_type: str, environ: Mapping[str, str] | None = None) -> bool:
     """The `<JOB>_ENABLED` flag; unset means enabled."""
-    env = _environment() if environ is None else environ
     name = enabled_flag_name(job_type)
-    raw = env.get(name)
+    if environ is not None:
+        raw = environ.get(name)
+    else:  # per job run: no copy of the whole environment, .env read only when it exists
+        raw = os.environ.get(name)
+        if raw is None and Path(ENV_FILE).is_file():
+            raw = dotenv_values(ENV_FILE).get(name)
     if raw is None or raw.strip() == "":
         return True
     value = raw.strip().lower()
