@@ -73,6 +73,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
             "SYNC_CRON_SCHEDULE",
             "SYNC_CRON_TIMEZONE",
             "MAX_PARALLEL_JOBS",
+            "JOB_DISPATCH",
         }:
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)

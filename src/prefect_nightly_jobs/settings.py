@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Mapping
+from enum import StrEnum
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,13 @@ def mask_url(url: str) -> str:
     return _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:***@", url)
 
 
+class Dispatch(StrEnum):
+    """Where the nightly flow runs each job."""
+
+    IN_PROCESS = "in_process"  # as tasks of the nightly flow run, in its process
+    DEPLOYMENTS = "deployments"  # each as a flow run of its own deployment, on the work pool
+
+
 def _positive_int(name: str, value: Any, minimum: int = 1) -> int:
     text = str(value).strip()
     if not re.fullmatch(r"[+]?\d+", text) or int(text) < minimum:
@@ -59,6 +67,7 @@ class Settings(BaseSettings):
     sync_cron_schedule: str = DEFAULT_CRON
     sync_cron_timezone: str = "UTC"
     max_parallel_jobs: int = 1
+    job_dispatch: Dispatch = Dispatch.IN_PROCESS
 
     @field_validator("database_url", mode="before")
     @classmethod
@@ -89,6 +98,16 @@ class Settings(BaseSettings):
                 f"MAX_PARALLEL_JOBS must be an integer from 1 to {MAX_PARALLEL_LIMIT}, got {text!r}"
             )
         return int(text)
+
+    @field_validator("job_dispatch", mode="before")
+    @classmethod
+    def _dispatch(cls, value: Any) -> Dispatch:
+        text = str(value).strip().lower() or Dispatch.IN_PROCESS.value
+        try:
+            return Dispatch(text)
+        except ValueError:
+            choices = " or ".join(d.value for d in Dispatch)
+            raise ValueError(f"JOB_DISPATCH must be {choices}, got {value!r}") from None
 
     @field_validator("sync_cron_schedule", mode="before")
     @classmethod

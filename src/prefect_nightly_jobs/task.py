@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import date
@@ -323,12 +323,16 @@ def background_job(
     pre_check: PreCheck | None = None,
     retries: int = 0,
     retry_delay_seconds: float = 0.0,
+    job_variables: Mapping[str, Any] | None = None,
+    work_pool: str | None = None,
 ) -> Callable[[JobBody], BackgroundJob]:
     """Declare a job. ``job_type`` is a ``JobType`` member (or its string value).
 
     ``depends_on``: job types that must have run first in the nightly flow. ``once_per_period``:
     skip when a SUCCESS exists for this job and period. ``pre_check(ctx) -> reason | None`` runs
     inside the lock transaction. ``retries``: Prefect retries, each attempt gets its own row.
+    ``job_variables`` and ``work_pool``: where the job's own flow runs go when the nightly flow
+    dispatches to deployments (JOB_DISPATCH=deployments, see ``jobctl deployments``).
     """
 
     def decorate(fn: JobBody) -> BackgroundJob:
@@ -340,6 +344,8 @@ def background_job(
             pre_check=pre_check,
             retries=retries,
             retry_delay_seconds=retry_delay_seconds,
+            job_variables=dict(job_variables or {}),
+            work_pool=work_pool,
         )
         return BackgroundJob(fn, spec)
 
