@@ -28,12 +28,18 @@ from prefect_nightly_jobs.errors import JobsError
 from prefect_nightly_jobs.local_prefect import local_prefect, settle
 from prefect_nightly_jobs.models import Status
 from prefect_nightly_jobs.outcome import Blocker, JobFailedError, JobOutcome, NightlyReport
-from prefect_nightly_jobs.prefect_states import outcome_from_state
+from prefect_nightly_jobs.prefect_states import flow_state_for, outcome_from_state
 from prefect_nightly_jobs.reaper import sweep
 from prefect_nightly_jobs.registry import JobSpec, Registry
 from prefect_nightly_jobs.report import ARTIFACT_KEY, markdown_table
+from prefect_nightly_jobs.scaleout import DeploymentLauncher
 from prefect_nightly_jobs.schedule import logical_period
-from prefect_nightly_jobs.settings import Settings, get_settings, validate_enabled_flags
+from prefect_nightly_jobs.settings import (
+    Dispatch,
+    Settings,
+    get_settings,
+    validate_enabled_flags,
+)
 from prefect_nightly_jobs.task import BackgroundJob
 
 
@@ -89,8 +95,22 @@ def _submitted(period: date) -> Launch:
     return launch
 
 
-def run_jobs(ordered: list[JobSpec], period: date, *, max_parallel: int = 1) -> list[JobOutcome]:
-    """Inside a flow: run the jobs in dependency order, at most ``max_parallel`` at once."""
+def run_jobs(
+    ordered: list[JobSpec],
+    period: date,
+    *,
+    max_parallel: int = 1,
+    dispatch: Dispatch = Dispatch.IN_PROCESS,
+) -> list[JobOutcome]:
+    """Inside a flow: run the jobs in dependency order, at most ``max_parallel`` at once, as its
+    tasks or (``Dispatch.DEPLOYMENTS``) each as a flow run of its own deployment."""
+    if dispatch == Dispatch.DEPLOYMENTS:
+        launcher = DeploymentLauncher(
+            period, _inline(period), parent_run_id=flow_run.id, run_count=flow_run.run_count
+        )
+        launcher.check_deployments(ordered)
+        with launcher:
+            return run_in_order(ordered, launcher.launch, max_parallel=max_parallel)
     launch = _inline(period) if max_parallel == 1 else _submitted(period)
     return run_in_order(ordered, launch, max_parallel=max_parallel)
 
@@ -104,8 +124,11 @@ def final_state(report: NightlyReport) -> State[Any]:
     return Completed(message=report.summary(), data=report)
 
 
-def run_registry(registry: Registry, period: date | None) -> State[Any]:
-    """The body of the nightly flow, for any registry (tests use their own)."""
+def run_registry(
+    registry: Registry, period: date | None, dispatch: Dispatch | None = None
+) -> State[Any]:
+    """The body of the nightly flow, for any registry (tests use their own); ``dispatch``
+    defaults to JOB_DISPATCH."""
     interrupts.install()
     settings, ordered = preflight(registry)
     when = period or logical_period(flow_run.scheduled_start_time, settings.timezone)
@@ -117,14 +140,16 @@ def run_registry(registry: Registry, period: date | None) -> State[Any]:
         logger.warning(
             "[%s] reaped execution %d: %s", dead.job_type, dead.execution_id, dead.message
         )
+    dispatch = dispatch or settings.job_dispatch
     logger.info(
-        "period %s, %d jobs in order: %s (MAX_PARALLEL_JOBS=%d)",
+        "period %s, %d jobs in order: %s (MAX_PARALLEL_JOBS=%d, JOB_DISPATCH=%s)",
         period.isoformat(),
         len(ordered),
         ", ".join(s.job_type for s in ordered),
         settings.max_parallel_jobs,
+        dispatch,
     )
-    outcomes = run_jobs(ordered, period, max_parallel=settings.max_parallel_jobs)
+    outcomes = run_jobs(ordered, period, max_parallel=settings.max_parallel_jobs, dispatch=dispatch)
     report = NightlyReport(period=period, outcomes=outcomes, flow_run_id=flow_run.id)
     create_markdown_artifact(markdown_table(report), key=ARTIFACT_KEY, description=report.summary())
     logger.info("%s", report.summary())
@@ -132,10 +157,11 @@ def run_registry(registry: Registry, period: date | None) -> State[Any]:
 
 
 @flow(name="nightly", persist_result=False, log_prints=False)
-def nightly(period: date | None = None) -> State[Any]:
+def nightly(period: date | None = None, dispatch: Dispatch | None = None) -> State[Any]:
     """Run every registered job once for ``period`` (default: the scheduled date), in
-    dependency order; Failed when any job failed; a summary table is published as an artifact."""
-    return run_registry(catalog_registry(), period)
+    dependency order; Failed when any job failed; a summary table is published as an artifact.
+    ``dispatch`` (default: JOB_DISPATCH) ``deployments`` runs each job as a flow run of its own."""
+    return run_registry(catalog_registry(), period, dispatch)
 
 
 @flow(name="run-job", flow_run_name="run-job-{job_type}", persist_result=False)
@@ -144,11 +170,7 @@ def run_one(job_type: str, period: date | None = None, force: bool = False) -> S
     interrupts.install()
     job = catalog_job(job_type)
     state = job.run(period=period, force=force)
-    outcome = outcome_from_state(job_type, state)
-    if outcome.status == Status.FAILURE:
-        error = JobFailedError(outcome.describe(), outcome=outcome)
-        return Failed(message=outcome.describe(), data=error)
-    return Completed(message=outcome.describe(), data=outcome)
+    return flow_state_for(outcome_from_state(job_type, state))
 
 
 def _value(state: State[Any]) -> Any:

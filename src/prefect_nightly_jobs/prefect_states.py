@@ -14,7 +14,7 @@ from prefect.client.schemas.objects import State
 from prefect.context import TaskRunContext
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
-from prefect.results import ResultRecord
+from prefect.results import ResultRecord  # type: ignore[attr-defined]
 from prefect.states import Completed, Failed
 
 from prefect_nightly_jobs.lock import Origin
@@ -60,6 +60,15 @@ def outcome_from_state(job_type: str, state: State[Any]) -> JobOutcome:
         execution_id=None,
         duration_s=0.0,
     )
+
+
+def flow_state_for(outcome: JobOutcome) -> State[Any]:
+    """The final state of a flow run of one job: Failed when it failed, Completed otherwise, the
+    outcome described in the message."""
+    if outcome.status == Status.FAILURE:
+        error = JobFailedError(outcome.describe(), outcome=outcome)
+        return Failed(message=outcome.describe(), data=error)
+    return Completed(message=outcome.describe(), data=outcome)
 
 
 def _attached(state: State[Any]) -> Any:
