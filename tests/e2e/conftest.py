@@ -64,6 +64,7 @@ def base_env(home: Path) -> dict[str, str]:
             "SYNC_CRON_SCHEDULE",
             "SYNC_CRON_TIMEZONE",
             "MAX_PARALLEL_JOBS",
+            "JOB_DISPATCH",
             "IMPORT_EVENTS_SOURCE",
         }
     }
