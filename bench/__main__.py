@@ -27,6 +27,7 @@ MEASUREMENTS: dict[str, str] = {
     "10": "bench.lock_throughput",
     "2": "bench.prefect_lock",
     "3": "bench.task_overhead",
+    "8": "bench.dag_overhead",
     "6": "bench.cold_start",
 }
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
