@@ -29,6 +29,7 @@ MEASUREMENTS: dict[str, str] = {
     "3": "bench.task_overhead",
     "8": "bench.dag_overhead",
     "6": "bench.cold_start",
+    "11": "bench.scaleout",
 }
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
