@@ -119,8 +119,8 @@ FLOWS_INIT = '''\
 '''
 
 FLOWS_NIGHTLY = '''\
-"""The deployments' entrypoints (prefect.yaml): the plugin's nightly flow, which runs every job of
-this project's jobs package ([tool.prefect-nightly-jobs] in pyproject.toml) in dependency order,
+"""The nightly deployment's entrypoint (prefect.yaml): the plugin's flow, which runs every job of
+this project's jobs package ([tool.prefect-nightly-jobs] in pyproject.toml) in dependency order;
 and the flow of the per-job deployments it starts when JOB_DISPATCH=deployments."""
 
 from prefect_nightly_jobs import nightly, nightly_job
