@@ -23,9 +23,13 @@ MEASUREMENTS: dict[str, str] = {
     "4": "bench.contention",
     "5": "bench.history",
     "7": "bench.stuck_beat",
+    "9": "bench.heartbeat_batch",
+    "10": "bench.lock_throughput",
     "2": "bench.prefect_lock",
     "3": "bench.task_overhead",
+    "8": "bench.dag_overhead",
     "6": "bench.cold_start",
+    "11": "bench.scaleout",
 }
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 

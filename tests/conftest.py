@@ -74,6 +74,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
             "SYNC_CRON_TIMEZONE",
             "MAX_PARALLEL_JOBS",
             "RECONCILE_INTERVAL_SECONDS",
+            "JOB_DISPATCH",
         }:
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)

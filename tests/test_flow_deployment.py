@@ -63,8 +63,10 @@ def test_prefect_yaml_wires_the_nightly_deployment() -> None:
     assert pull["prefect.deployments.steps.set_working_directory"]["directory"] == (
         "{{ settings.project_dir }}"
     )
-    deployment, reconcile = config["deployments"]
+    deployment, reconcile, *per_job = config["deployments"]
     assert deployment["entrypoint"] == "flows/nightly.py:nightly"
+    # Then the jobs' own deployments, for JOB_DISPATCH=deployments (tests/cli/test_deployments.py).
+    assert [d["entrypoint"] for d in per_job] == ["flows/nightly.py:nightly_job"] * len(per_job)
     assert deployment["schedules"] == [
         {"cron": "{{ settings.cron }}", "timezone": "{{ settings.timezone }}", "active": True}
     ]

@@ -104,6 +104,28 @@ def t_released_late(ctx: JobContext) -> None:
     _write_marker(ctx)
 
 
+@background_job("t_added")
+def t_added(ctx: JobContext) -> None:
+    # Added, never flushed: no transaction is open yet, the commit at the end must still save it.
+    ctx.session.add(
+        DailyEventRollup(
+            day=ctx.period, kind=f"t_added:{ctx.execution_id}", event_count=1, amount_cents=0
+        )
+    )
+
+
+@background_job("t_committed")
+def t_committed(ctx: JobContext) -> None:
+    _write_marker(ctx)
+    ctx.session.commit()  # a body that commits its own batches leaves nothing open
+
+
+@background_job("t_released_idle")
+def t_released_idle(ctx: JobContext) -> None:
+    # Released while the body touches no data: the final write alone must see it.
+    _end_row_behind_its_back(ctx, "released by operator: idle")
+
+
 def _outcome(state: State[Any]) -> JobOutcome:
     outcome = outcome_from_state("?", state)
     assert outcome.job_type != "?", f"no outcome behind {state!r}"
@@ -119,6 +141,30 @@ def test_success_completed_and_row_success(job_env: URL, engine: Engine) -> None
     assert (row.flow_run_id, row.task_run_id, row.attempt) == (run.flow_run_id, run.task_run_id, 1)
     assert _outcome(run.state).execution_id == row.id
     assert _markers(engine, "t_ok") == 1, "the framework commits the body's session"
+
+
+def test_success_state_names_the_execution_row(job_env: URL, engine: Engine) -> None:
+    run = run_task(t_committed)
+    (row,) = rows(engine, "t_committed")
+    assert row.status == Status.SUCCESS
+    assert run.state.message == f"recorded as execution {row.id}"
+    assert _markers(engine, "t_committed") == 1
+
+
+def test_unflushed_objects_commit_with_the_success(job_env: URL, engine: Engine) -> None:
+    run = run_task(t_added)
+    assert run.state.is_completed()
+    (row,) = rows(engine, "t_added")
+    assert row.status == Status.SUCCESS
+    assert _markers(engine, "t_added") == 1
+
+
+def test_release_of_a_body_without_data_is_lock_lost(job_env: URL, engine: Engine) -> None:
+    run = run_task(t_released_idle)
+    assert run.state.type == StateType.FAILED
+    assert run.state.message is not None and run.state.message.startswith("lock lost: ")
+    (row,) = rows(engine, "t_released_idle")
+    assert (row.status, row.error_message) == (Status.FAILURE, "released by operator: idle")
 
 
 def test_failure_failed_with_message_and_rolled_back(job_env: URL, engine: Engine) -> None:

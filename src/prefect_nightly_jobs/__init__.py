@@ -1,8 +1,8 @@
 """prefect-nightly-jobs: background jobs on Prefect that never run twice at once. The public API.
 
-The Prefect-level names (``background_job``, ``BackgroundJob``, ``nightly``, ``run_nightly``,
-``run_job``) are loaded on first use: importing the package (the lock, the settings) never imports
-Prefect.
+The Prefect-level names (``background_job``, ``BackgroundJob``, ``nightly``, ``nightly_job``,
+``run_nightly``, ``run_job``) are loaded on first use: importing the package (the lock, the
+settings) never imports Prefect.
 """
 
 import importlib
@@ -43,6 +43,7 @@ from prefect_nightly_jobs.settings import Settings, load_settings
 if TYPE_CHECKING:
     from prefect_nightly_jobs.nightly_flow import nightly, run_job, run_nightly
     from prefect_nightly_jobs.reconciliation import reconcile
+    from prefect_nightly_jobs.scaleout import nightly_job
     from prefect_nightly_jobs.task import BackgroundJob, background_job
 
 # name -> the module that defines it, imported on first use (it imports Prefect)
@@ -50,6 +51,7 @@ _PREFECT_LEVEL = {
     "BackgroundJob": "prefect_nightly_jobs.task",
     "background_job": "prefect_nightly_jobs.task",
     "nightly": "prefect_nightly_jobs.nightly_flow",
+    "nightly_job": "prefect_nightly_jobs.scaleout",
     "run_job": "prefect_nightly_jobs.nightly_flow",
     "run_nightly": "prefect_nightly_jobs.nightly_flow",
     "reconcile": "prefect_nightly_jobs.reconciliation",
@@ -102,6 +104,7 @@ __all__ = [
     "load_settings",
     "make_engine",
     "nightly",
+    "nightly_job",
     "reconcile",
     "record_outcome",
     "run_job",

@@ -221,15 +221,17 @@ def make_engine(
 
 
 def for_writing(engine: Engine) -> Engine:
-    """The same engine (and pool) whose transactions, on SQLite, take the write lock at BEGIN."""
+    """The same engine (and pool) whose transactions, on SQLite, take the write lock at BEGIN.
+    Other databases need no option: the engine itself (an option copy costs every job run)."""
+    if engine.dialect.name != "sqlite":
+        return engine
     return engine.execution_options(**{WRITE_LOCK: True})
 
 
 @contextlib.contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
     """A transaction for the lock's own writes; on SQLite it holds the write lock from BEGIN."""
-    writer = engine if engine.dialect.name == "postgresql" else for_writing(engine)
-    with writer.begin() as conn:
+    with for_writing(engine).begin() as conn:
         yield conn
 
 

@@ -34,12 +34,18 @@ from prefect_nightly_jobs.outcome import (
     JobOutcome,
     NightlyReport,
 )
-from prefect_nightly_jobs.prefect_states import outcome_from_state
+from prefect_nightly_jobs.prefect_states import flow_state_for, outcome_from_state
 from prefect_nightly_jobs.reconciliation import log_reconciliation, reconcile_now
 from prefect_nightly_jobs.registry import JobSpec, Registry
 from prefect_nightly_jobs.report import ARTIFACT_KEY, markdown_table
+from prefect_nightly_jobs.scaleout import DeploymentLauncher
 from prefect_nightly_jobs.schedule import periods_to_run
-from prefect_nightly_jobs.settings import Settings, get_settings, validate_enabled_flags
+from prefect_nightly_jobs.settings import (
+    Dispatch,
+    Settings,
+    get_settings,
+    validate_enabled_flags,
+)
 from prefect_nightly_jobs.task import BackgroundJob
 
 
@@ -96,10 +102,27 @@ def _submitted(period: date, skip_done: bool) -> Launch:
 
 
 def run_jobs(
-    ordered: list[JobSpec], period: date, *, max_parallel: int = 1, skip_done: bool = False
+    ordered: list[JobSpec],
+    period: date,
+    *,
+    max_parallel: int = 1,
+    skip_done: bool = False,
+    dispatch: Dispatch = Dispatch.IN_PROCESS,
 ) -> list[JobOutcome]:
-    """Inside a flow: run the jobs in dependency order, at most ``max_parallel`` at once;
-    ``skip_done`` skips each job that already succeeded for the period (a backfill)."""
+    """Inside a flow: run the jobs in dependency order, at most ``max_parallel`` at once, as its
+    tasks or (``Dispatch.DEPLOYMENTS``) each as a flow run of its own deployment; ``skip_done``
+    skips each job that already succeeded for the period (a backfill)."""
+    if dispatch == Dispatch.DEPLOYMENTS:
+        launcher = DeploymentLauncher(
+            period,
+            _inline(period, skip_done),
+            parent_run_id=flow_run.id,
+            run_count=flow_run.run_count,
+            skip_done=skip_done,
+        )
+        launcher.check_deployments(ordered)
+        with launcher:
+            return run_in_order(ordered, launcher.launch, max_parallel=max_parallel)
     launch = _inline(period, skip_done) if max_parallel == 1 else _submitted(period, skip_done)
     return run_in_order(ordered, launch, max_parallel=max_parallel)
 
@@ -134,8 +157,10 @@ def run_registry(
     period: date | None,
     period_from: date | None = None,
     period_to: date | None = None,
+    dispatch: Dispatch | None = None,
 ) -> State[Any]:
-    """The body of the nightly flow, for any registry (tests use their own).
+    """The body of the nightly flow, for any registry (tests use their own); ``dispatch``
+    defaults to JOB_DISPATCH.
 
     The run is for ``period`` if given; for every period from ``period_from`` to ``period_to``
     (a backfill: jobs already done for a period are skipped); else for the schedule interval
@@ -156,17 +181,23 @@ def run_registry(
     log_reconciliation(
         reconcile_now(shared_engine(settings), settings.stale_job_threshold_ms), logger
     )
+    dispatch = dispatch or settings.job_dispatch
     reports: list[NightlyReport] = []
     for day in periods:
         logger.info(
-            "period %s, %d jobs in order: %s (MAX_PARALLEL_JOBS=%d)",
+            "period %s, %d jobs in order: %s (MAX_PARALLEL_JOBS=%d, JOB_DISPATCH=%s)",
             day.isoformat(),
             len(ordered),
             ", ".join(s.job_type for s in ordered),
             settings.max_parallel_jobs,
+            dispatch,
         )
         outcomes = run_jobs(
-            ordered, day, max_parallel=settings.max_parallel_jobs, skip_done=backfill
+            ordered,
+            day,
+            max_parallel=settings.max_parallel_jobs,
+            skip_done=backfill,
+            dispatch=dispatch,
         )
         report = NightlyReport(period=day, outcomes=outcomes, flow_run_id=flow_run.id)
         create_markdown_artifact(
@@ -183,14 +214,18 @@ def run_registry(
 
 @flow(name="nightly", persist_result=False, log_prints=False)
 def nightly(
-    period: date | None = None, period_from: date | None = None, period_to: date | None = None
+    period: date | None = None,
+    period_from: date | None = None,
+    period_to: date | None = None,
+    dispatch: Dispatch | None = None,
 ) -> State[Any]:
     """Run every registered job once, in dependency order, for ``period`` (default: the schedule
     interval that this run closes: at 00:00 on D, D-1 for the daily cron), or for each period
     from ``period_from`` to ``period_to`` in order, skipping jobs already done for a period (a
     backfill). Failed when any job failed; a summary table per period is published as an
-    artifact."""
-    return run_registry(catalog_registry(), period, period_from, period_to)
+    artifact. ``dispatch`` (default: JOB_DISPATCH) ``deployments`` runs each job as a flow run
+    of its own deployment."""
+    return run_registry(catalog_registry(), period, period_from, period_to, dispatch)
 
 
 @flow(name="run-job", flow_run_name="run-job-{job_type}", persist_result=False)
@@ -199,11 +234,7 @@ def run_one(job_type: str, period: date | None = None, force: bool = False) -> S
     interrupts.install()
     job = catalog_job(job_type)
     state = job.run(period=period, force=force)
-    outcome = outcome_from_state(job_type, state)
-    if outcome.status == Status.FAILURE:
-        error = JobFailedError(outcome.describe(), outcome=outcome)
-        return Failed(message=outcome.describe(), data=error)
-    return Completed(message=outcome.describe(), data=outcome)
+    return flow_state_for(outcome_from_state(job_type, state))
 
 
 def _value(state: State[Any]) -> Any:

@@ -3,7 +3,7 @@
 Prefect colours a run by its state *type* (the graph and every run list), so each kind of outcome
 gets a type of its own, all of them final, and only a real failure one that Prefect retries:
 
-- SUCCESS → Completed (green);
+- SUCCESS → Completed (green), its message naming the execution row;
 - FAILURE → Failed (red) with the error as the message; the only one Prefect retries;
 - SKIPPED as intended (disabled, already done for the period, running elsewhere, a pre-check's
   reason) → Cancelled named "Skipped" (grey): not run, on purpose, nothing to look at;
@@ -23,6 +23,7 @@ from prefect.client.schemas.objects import State
 from prefect.context import TaskRunContext
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
+from prefect.results import ResultRecord  # type: ignore[attr-defined]
 from prefect.states import Cancelled, Completed, Crashed, Failed
 
 from prefect_nightly_jobs.lock import Origin
@@ -43,7 +44,9 @@ def state_for(outcome: JobOutcome) -> State[Any]:
     if outcome.status == Status.FAILURE:
         error = JobFailedError(outcome.reason or "failed", outcome=outcome)
         return Failed(message=outcome.reason, data=error)
-    return Completed(message=outcome.reason, data=outcome)
+    # Prefect logs this message in its "Finished in state" line: the job's success line.
+    recorded = f"recorded as execution {outcome.execution_id}"
+    return Completed(message=outcome.reason or recorded, data=outcome)
 
 
 def outcome_from_state(job_type: str, state: State[Any]) -> JobOutcome:
@@ -52,10 +55,12 @@ def outcome_from_state(job_type: str, state: State[Any]) -> JobOutcome:
     A task that never returned (crashed, cancelled, killed) has no outcome of ours: it is reported
     as FAILURE with Prefect's message; its row, if any, is finished by the lease or reaped.
     """
-    try:
-        value = state.result(raise_on_failure=False, _sync=True)  # type: ignore[call-overload]
-    except Exception:  # noqa: BLE001 - a result that cannot be read is reported, not raised
-        value = None
+    value = _attached(state)
+    if value is None:
+        try:
+            value = state.result(raise_on_failure=False, _sync=True)  # type: ignore[call-overload]
+        except Exception:  # noqa: BLE001 - a result that cannot be read is reported, not raised
+            value = None
     if isinstance(value, JobFailedError) and value.outcome is not None:
         return value.outcome
     if isinstance(value, JobOutcome):
@@ -67,6 +72,24 @@ def outcome_from_state(job_type: str, state: State[Any]) -> JobOutcome:
         execution_id=None,
         duration_s=0.0,
     )
+
+
+def flow_state_for(outcome: JobOutcome) -> State[Any]:
+    """The final state of a flow run of one job: Failed when it failed, Completed otherwise, the
+    outcome described in the message."""
+    if outcome.status == Status.FAILURE:
+        error = JobFailedError(outcome.describe(), outcome=outcome)
+        return Failed(message=outcome.describe(), data=error)
+    return Completed(message=outcome.describe(), data=outcome)
+
+
+def _attached(state: State[Any]) -> Any:
+    """The outcome a job task returned in this process, read without ``State.result()``: that
+    hops to Prefect's event-loop thread and back, which costs more than the rest of the read."""
+    data = state.data
+    if isinstance(data, ResultRecord):
+        data = data.result
+    return data if isinstance(data, JobOutcome | JobFailedError) else None
 
 
 def current_origin() -> Origin:

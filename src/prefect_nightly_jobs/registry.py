@@ -6,12 +6,13 @@ The Prefect layer (``jobs.task``) builds a ``JobSpec`` for each decorated functi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import json
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from prefect_nightly_jobs.dag import topological_order
-from prefect_nightly_jobs.errors import DependencyError
+from prefect_nightly_jobs.errors import ConfigurationError, DependencyError
 from prefect_nightly_jobs.lock import PreCheck, validate_job_type
 from prefect_nightly_jobs.settings import enabled_flag_name, job_enabled
 
@@ -25,6 +26,11 @@ class JobSpec:
     pre_check: PreCheck | None = None
     retries: int = 0
     retry_delay_seconds: float = 0.0
+    # Scale-out (JOB_DISPATCH=deployments): the infrastructure overrides of this job's flow runs
+    # (Prefect job variables, e.g. {"env": {...}} or a Kubernetes pool's "memory"), and the work
+    # pool of its deployment when it is not the nightly one's.
+    job_variables: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    work_pool: str | None = None
     # The runnable (a Prefect task in practice); the registry never calls it.
     runner: Callable[..., Any] | None = field(default=None, compare=False, repr=False)
 
@@ -32,6 +38,7 @@ class JobSpec:
         validate_job_type(self.job_type)
         for up in self.depends_on:
             validate_job_type(up)
+        _check_job_variables(self.job_type, self.job_variables)
 
     @property
     def enabled_flag(self) -> str:
@@ -39,6 +46,21 @@ class JobSpec:
 
     def enabled(self) -> bool:
         return job_enabled(self.job_type)
+
+
+def _check_job_variables(job_type: str, job_variables: Mapping[str, Any]) -> None:
+    example = 'e.g. {"env": {"BATCH_SIZE": "500"}}'
+    if not isinstance(job_variables, Mapping) or not all(isinstance(k, str) for k in job_variables):
+        raise ConfigurationError(
+            f"job {job_type!r}: job_variables must map names to values, {example}"
+        )
+    try:
+        json.dumps(job_variables)
+    except (TypeError, ValueError) as err:
+        raise ConfigurationError(
+            f"job {job_type!r}: job_variables must hold JSON values only (they go to "
+            f"prefect.yaml and the Prefect API): {err}"
+        ) from None
 
 
 class Registry:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Mapping
+from enum import StrEnum
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,13 @@ def mask_url(url: str) -> str:
     return _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:***@", url)
 
 
+class Dispatch(StrEnum):
+    """Where the nightly flow runs each job."""
+
+    IN_PROCESS = "in_process"  # as tasks of the nightly flow run, in its process
+    DEPLOYMENTS = "deployments"  # each as a flow run of its own deployment, on the work pool
+
+
 def _positive_int(name: str, value: Any, minimum: int = 1) -> int:
     text = str(value).strip()
     if not re.fullmatch(r"[+]?\d+", text) or int(text) < minimum:
@@ -62,6 +70,7 @@ class Settings(BaseSettings):
     sync_cron_timezone: str = "UTC"
     max_parallel_jobs: int = 1
     reconcile_interval_seconds: int = DEFAULT_RECONCILE_S
+    job_dispatch: Dispatch = Dispatch.IN_PROCESS
 
     @field_validator("database_url", mode="before")
     @classmethod
@@ -104,6 +113,16 @@ class Settings(BaseSettings):
                 f"RECONCILE_INTERVAL_SECONDS must be an integer from 1 to 86400, got {text!r}"
             )
         return int(text)
+
+    @field_validator("job_dispatch", mode="before")
+    @classmethod
+    def _dispatch(cls, value: Any) -> Dispatch:
+        text = str(value).strip().lower() or Dispatch.IN_PROCESS.value
+        try:
+            return Dispatch(text)
+        except ValueError:
+            choices = " or ".join(d.value for d in Dispatch)
+            raise ValueError(f"JOB_DISPATCH must be {choices}, got {value!r}") from None
 
     @field_validator("sync_cron_schedule", mode="before")
     @classmethod
@@ -190,9 +209,13 @@ def _environment() -> dict[str, str]:
 
 def job_enabled(job_type: str, environ: Mapping[str, str] | None = None) -> bool:
     """The `<JOB>_ENABLED` flag; unset means enabled."""
-    env = _environment() if environ is None else environ
     name = enabled_flag_name(job_type)
-    raw = env.get(name)
+    if environ is not None:
+        raw = environ.get(name)
+    else:  # per job run: no copy of the whole environment, .env read only when it exists
+        raw = os.environ.get(name)
+        if raw is None and Path(ENV_FILE).is_file():
+            raw = dotenv_values(ENV_FILE).get(name)
     if raw is None or raw.strip() == "":
         return True
     value = raw.strip().lower()

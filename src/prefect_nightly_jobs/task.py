@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import date
@@ -157,9 +157,10 @@ class _Attempt:
         execution_id = lease.execution.id
         error: BaseException | None = None
         try:
-            with lease, Session(for_writing(self.engine)) as session:
-                event.listen(session, "after_begin", _watched_by(lease))
-                self.logger.info(
+            with lease, _JobSession(for_writing(self.engine), info={_LEASE: lease}) as session:
+                # DEBUG: the outcome says it; each INFO line costs about as much as the lock's
+                # round trips (Prefect renders it on the console and sends it to the API).
+                self.logger.debug(
                     "started (execution %d, period %s)", execution_id, self.period.isoformat()
                 )
                 yield JobContext(
@@ -172,8 +173,12 @@ class _Attempt:
                     _lease=lease,
                 )
                 # SUCCESS is written in the job's own transaction: data and status commit
-                # together, so a release that lands after the last heartbeat still wins.
-                if not lease.succeed_with(session.connection(), session.commit).recorded:
+                # together, so a release that lands after the last heartbeat still wins. With
+                # nothing uncommitted, leaving the lease writes it alone (one round trip).
+                if (
+                    _holds_work(session)
+                    and not lease.succeed_with(session.connection(), session.commit).recorded
+                ):
                     session.rollback()
         except GeneratorExit:
             raise
@@ -188,7 +193,8 @@ class _Attempt:
         execution_id = lease.execution.id
         self.lock_lost = final is not None and final.result == Finish.LOCK_LOST
         if final is not None and final.status == Status.SUCCESS and final.recorded:
-            self.logger.info("SUCCESS (execution %d)", execution_id)
+            # Prefect's own "Finished in state Completed('recorded as execution N')" says it.
+            self.logger.debug("SUCCESS (execution %d)", execution_id)
             self._end(Status.SUCCESS, None, execution_id)
             return
         if final is not None and final.message:
@@ -252,12 +258,9 @@ class BackgroundJob:
         A sync job runs in the calling thread, so a signal or cancellation reaches its body
         directly; an async job is submitted to the task runner, which gives it an event loop.
         """
-        kwargs: dict[str, Any] = {
-            "period": period,
-            "force": force,
-            "blocked_by": blocked_by,
-            "skip_done": skip_done,
-        }
+        kwargs = task_arguments(
+            period=period, force=force, blocked_by=blocked_by, skip_done=skip_done
+        )
         if self.is_async:
             future = self.task.submit(**kwargs)
             future.wait()
@@ -267,15 +270,49 @@ class BackgroundJob:
     __call__ = run  # the spec's runner: calling a job runs it
 
 
-def _watched_by(lease: Lease) -> Callable[[Session, SessionTransaction, Connection], None]:
-    def watch(_session: Session, _transaction: SessionTransaction, conn: Connection) -> None:
+def task_arguments(
+    *,
+    period: date | None,
+    force: bool = False,
+    blocked_by: Blocker | None = None,
+    skip_done: bool = False,
+) -> dict[str, Any]:
+    """The job task's keyword arguments, defaults left out: Prefect binds and visits each
+    argument of every task run."""
+    kwargs: dict[str, Any] = {"period": period}
+    if force:
+        kwargs["force"] = True
+    if blocked_by is not None:
+        kwargs["blocked_by"] = blocked_by
+    if skip_done:
+        kwargs["skip_done"] = True
+    return kwargs
+
+
+_LEASE = "prefect_nightly_jobs.lease"
+
+
+class _JobSession(Session):
+    """The body's session; ``info`` holds its lease."""
+
+
+@event.listens_for(_JobSession, "after_begin")
+def _watched_by_lease(session: Session, _transaction: SessionTransaction, conn: Connection) -> None:
+    # The lease learns the job's connection, to roll it back first on SIGTERM. One listener for
+    # the class: listening on each session costs every job run.
+    lease: Lease | None = session.info.get(_LEASE)
+    if lease is not None:
         lease.watch_connection(conn.connection.dbapi_connection)
 
-    return watch
+
+def _holds_work(session: Session) -> bool:
+    """Whether the body left anything to commit: an open transaction or unflushed objects."""
+    return session.in_transaction() or bool(session.new or session.dirty or session.deleted)
 
 
 def _sync_runner(spec: JobSpec, body: JobBody) -> Callable[..., Any]:
     def run(
+        *,
         period: date | None = None,
         force: bool = False,
         blocked_by: Blocker | None = None,
@@ -292,6 +329,7 @@ def _sync_runner(spec: JobSpec, body: JobBody) -> Callable[..., Any]:
 
 def _async_runner(spec: JobSpec, body: JobBody) -> Callable[..., Any]:
     async def run(
+        *,
         period: date | None = None,
         force: bool = False,
         blocked_by: Blocker | None = None,
@@ -317,12 +355,16 @@ def background_job(
     pre_check: PreCheck | None = None,
     retries: int = 0,
     retry_delay_seconds: float = 0.0,
+    job_variables: Mapping[str, Any] | None = None,
+    work_pool: str | None = None,
 ) -> Callable[[JobBody], BackgroundJob]:
     """Declare a job. ``job_type`` is a ``JobType`` member (or its string value).
 
     ``depends_on``: job types that must have run first in the nightly flow. ``once_per_period``:
     skip when a SUCCESS exists for this job and period. ``pre_check(ctx) -> reason | None`` runs
     inside the lock transaction. ``retries``: Prefect retries, each attempt gets its own row.
+    ``job_variables`` and ``work_pool``: where the job's own flow runs go when the nightly flow
+    dispatches to deployments (JOB_DISPATCH=deployments, see ``jobctl deployments``).
     """
 
     def decorate(fn: JobBody) -> BackgroundJob:
@@ -334,6 +376,8 @@ def background_job(
             pre_check=pre_check,
             retries=retries,
             retry_delay_seconds=retry_delay_seconds,
+            job_variables=dict(job_variables or {}),
+            work_pool=work_pool,
         )
         return BackgroundJob(fn, spec)
 

@@ -15,7 +15,7 @@ from tests.cli.conftest import Invoke
 
 POLICY = LockPolicy(stale_after_ms=60_000, heartbeat_every_ms=10_000)
 DAY = date(2026, 11, 20)
-COMMANDS = ["new", "list", "check", "status", "history", "unlock", "run", "nightly"]
+COMMANDS = ["new", "list", "check", "status", "history", "unlock", "run", "nightly", "deployments"]
 
 
 def hold(engine: Engine, job_type: str) -> LockAcquired:

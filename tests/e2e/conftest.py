@@ -74,6 +74,7 @@ def base_env(home: Path) -> dict[str, str]:
             "SYNC_CRON_TIMEZONE",
             "MAX_PARALLEL_JOBS",
             "RECONCILE_INTERVAL_SECONDS",
+            "JOB_DISPATCH",
             "IMPORT_EVENTS_SOURCE",
         }
     }

@@ -10,6 +10,7 @@ import typer
 from typer.core import TyperGroup
 
 from prefect_nightly_jobs.cli import db, operate, run
+from prefect_nightly_jobs.cli.deployments import deployments
 from prefect_nightly_jobs.cli.exit_codes import ExitCode, exit_code_for
 from prefect_nightly_jobs.cli.init import init
 from prefect_nightly_jobs.cli.new import new
@@ -80,4 +81,5 @@ app.command("unlock")(operate.unlock)
 app.command("reap")(operate.reap)
 app.command("run")(run.run)
 app.command("nightly")(run.nightly)
+app.command("deployments")(deployments)
 app.add_typer(db.app, name="db")
