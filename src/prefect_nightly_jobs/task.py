@@ -157,7 +157,7 @@ class _Attempt:
         execution_id = lease.execution.id
         error: BaseException | None = None
         try:
-            with lease, _JobSession(for_writing(self.engine), info={_LEASE: lease}) as session:
+            with lease, job_session(self.engine, lease) as session:
                 # DEBUG: the outcome says it; each INFO line costs about as much as the lock's
                 # round trips (Prefect renders it on the console and sends it to the API).
                 self.logger.debug(
@@ -303,6 +303,12 @@ def _watched_by_lease(session: Session, _transaction: SessionTransaction, conn: 
     lease: Lease | None = session.info.get(_LEASE)
     if lease is not None:
         lease.watch_connection(conn.connection.dbapi_connection)
+
+
+def job_session(engine: Engine, lease: Lease) -> Session:
+    """The body's session as the task opens it: writing, and watched by ``lease`` (which rolls
+    its transaction back first on SIGTERM)."""
+    return _JobSession(for_writing(engine), info={_LEASE: lease})
 
 
 def _holds_work(session: Session) -> bool:

@@ -301,20 +301,14 @@ def write_then_hold(
 ) -> None:
     """A job body as the task runs it (lease, then a session watched by the lease) that
     writes a row and then keeps its write transaction open until the process is killed."""
-    from sqlalchemy import event
-    from sqlalchemy.orm import Session
 
-    from prefect_nightly_jobs.database import for_writing
-    from prefect_nightly_jobs.task import (
-        _watched_by,  # exactly what the task wires between session and lease
-    )
+    from prefect_nightly_jobs.task import job_session  # exactly the task's session
 
     engine = make_engine(url)
     result = acquire_job_lock(engine, job_type, policy=LockPolicy(stale_ms, heartbeat_ms))
     assert result.acquired
     lease = result.lease
-    with lease, Session(for_writing(engine)) as session:
-        event.listen(session, "after_begin", _watched_by(lease))
+    with lease, job_session(engine, lease) as session:
         session.execute(_marker(job_type, lease.execution.id, "uncommitted"))
         out.put({"event": "written", "id": lease.execution.id})
         deadline = time.monotonic() + CHILD_LIMIT_S
@@ -342,12 +336,10 @@ def hold_parallel(
     Reports ``started`` per job, then ``done`` per job.
     """
     from pydantic import SecretStr
-    from sqlalchemy import event
-    from sqlalchemy.orm import Session
 
-    from prefect_nightly_jobs.database import engine_from_settings, for_writing
+    from prefect_nightly_jobs.database import engine_from_settings
     from prefect_nightly_jobs.settings import Settings
-    from prefect_nightly_jobs.task import _watched_by
+    from prefect_nightly_jobs.task import job_session
 
     interrupts.install()  # the leases are entered in worker threads
     if pool == "settings":
@@ -372,8 +364,7 @@ def hold_parallel(
             lease = result.lease
             report["id"] = lease.execution.id
             try:
-                with lease, Session(for_writing(engine)) as session:
-                    event.listen(session, "after_begin", _watched_by(lease))
+                with lease, job_session(engine, lease) as session:
                     session.execute(_marker(job_type, lease.execution.id, "data"))
                     out.put({"event": "started", "job_type": job_type, "id": lease.execution.id})
                     release.wait(CHILD_LIMIT_S)
@@ -583,8 +574,7 @@ def commit_slowly(
     from sqlalchemy import event
     from sqlalchemy.orm import Session
 
-    from prefect_nightly_jobs.database import for_writing
-    from prefect_nightly_jobs.task import _watched_by
+    from prefect_nightly_jobs.task import job_session
 
     engine = make_engine(url)
     result = acquire_job_lock(engine, job_type, policy=LockPolicy(stale_ms, heartbeat_ms))
@@ -595,8 +585,7 @@ def commit_slowly(
         out.put({"event": "committing", "id": lease.execution.id})
         time.sleep(commit_s)
 
-    with lease, Session(for_writing(engine)) as session:
-        event.listen(session, "after_begin", _watched_by(lease))
+    with lease, job_session(engine, lease) as session:
         event.listen(session, "before_commit", slow_commit)
         session.execute(_marker(job_type, lease.execution.id, "committed"))
         outcome = lease.succeed_with(session.connection(), session.commit)

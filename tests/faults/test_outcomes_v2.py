@@ -476,8 +476,8 @@ def test_ambiguous_success_commit_through_the_prefect_task(
         run = run_task(job)
     assert proxy.dropped.is_set(), "the COMMIT's reply was not intercepted"
     assert run.state.type == StateType.COMPLETED, run.state
-    assert run.state.message is None
     (row,) = executions(payload, JOB_AMBIGUOUS)
+    assert run.state.message == f"recorded as execution {row.id}"
     assert (row.status, row.error_message) == (Status.SUCCESS, None)
     assert row.task_run_id == run.task_run_id
     assert _notes(payload) == ["written by the task"]
@@ -554,10 +554,10 @@ def test_outage_past_the_end_says_database_unreachable(
             throwaway_cluster.start()
     assert run.state.type == StateType.FAILED, run.state
     message = run.state.message or ""
-    # The body's transaction could not even begin (the session's connection failed), so the
-    # status that could not be recorded is FAILURE; the cause is the unreachable database.
+    # The body wrote nothing, so the run ends with the lease's own update of SUCCESS, which
+    # cannot be recorded; the cause is the unreachable database.
     assert re.fullmatch(
-        r"final status FAILURE not recorded: database unreachable for \d+s "
+        r"final status SUCCESS not recorded: database unreachable for \d+s "
         r"\(connection failed: .*Connection refused\); "
         r"lease given up, the row will be reaped as stale",
         message,
