@@ -18,7 +18,7 @@ from prefect_nightly_jobs.database import make_engine
 from prefect_nightly_jobs.models import Status, job_execution
 from prefect_nightly_jobs.outcome import JobOutcome, NightlyReport
 from prefect_nightly_jobs.report import ARTIFACT_KEY, markdown_table
-from tests.e2e.conftest import PrefectServer, run_deployment
+from tests.e2e.conftest import RECONCILE, PrefectServer, run_deployment
 from tests.e2e.procs import Managed
 
 pytestmark = pytest.mark.e2e
@@ -64,6 +64,8 @@ def test_each_job_runs_once_as_its_own_flow_run_in_order(
     prefect_server: PrefectServer, start_worker: Callable[..., Managed], app_db: URL
 ) -> None:
     env = {"DATABASE_URL": app_db.render_as_string(hide_password=False), "MAX_PARALLEL_JOBS": "2"}
+    # Reconcile runs would take the workers' slots (seen once in CI): make sure they are off.
+    prefect_server.set_paused(RECONCILE, True)
     workers = [start_worker(env=env, name=f"scale-{i}", limit=2) for i in (1, 2)]
 
     done = run_deployment(

@@ -126,7 +126,10 @@ def test_a_fresh_project_from_the_wheel(
     text = config.read_text()
     assert "name: nightly-pool" in text and "- name: jobs" in text
     config.write_text(
-        text.replace("nightly-pool", POOL).replace("- name: jobs", f"- name: {DEPLOYMENT}")
+        text.replace("nightly-pool", POOL)
+        .replace("- name: jobs", f"- name: {DEPLOYMENT}")
+        # Not the session's reconcile/reconcile, which other tests keep paused.
+        .replace("- name: reconcile", "- name: wheel-reconcile")
     )
     server_env = {**env, "PREFECT_API_URL": prefect_server.api_url}
     prefect = str(bin_ / "prefect")
