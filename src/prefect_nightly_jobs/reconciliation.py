@@ -149,10 +149,12 @@ def _api_known() -> bool:
 def report_pending(engine: Engine, result: Reconciliation) -> None:
     """Tell Prefect about every reaped row not yet told (its runs Crashed, a ``reaped`` event);
     stop at the first error: the flags stay, the next sweep tries again."""
+    if not _pending(engine):
+        return  # the usual sweep: one index probe, no reporter lock, no connection held
     with _one_reporter(engine) as mine:
         if not mine:
             return
-        pending = _pending(engine)
+        pending = _pending(engine)  # again, under the lock: another reporter may have told them
         if not pending:
             return
         if not _api_known():
