@@ -48,6 +48,9 @@ RECONCILE = "reconcile/reconcile"
 RECONCILE_S = 5
 SERVER_START_TIMEOUT_S = 150
 CLI_TIMEOUT_S = 180
+# What Prefect's own client retries: a busy server (its SQLite locked) answers 503.
+API_RETRY_CODES = frozenset({429, 502, 503})
+API_ATTEMPTS = 6
 VENV_BIN = Path(sys.executable).parent
 
 
@@ -128,28 +131,33 @@ class PrefectServer:
             )
         return done
 
+    def api(self, method: str, path: str, json: Any = None, check: bool = True) -> httpx.Response:
+        """One API call, retried while the server answers busy (as Prefect's client does)."""
+        for attempt in range(API_ATTEMPTS):
+            response = httpx.request(method, f"{self.api_url}{path}", json=json, timeout=30)
+            if response.status_code not in API_RETRY_CODES or attempt == API_ATTEMPTS - 1:
+                break
+            time.sleep(0.5 * 2**attempt)
+        if check:
+            response.raise_for_status()
+        return response
+
     def flow_run(self, flow_run_id: str) -> dict[str, Any]:
-        response = httpx.get(f"{self.api_url}/flow_runs/{flow_run_id}", timeout=30)
-        response.raise_for_status()
-        return dict(response.json())
+        return dict(self.api("GET", f"/flow_runs/{flow_run_id}").json())
 
     def deployment_id(self, name: str) -> str:
-        found = httpx.get(f"{self.api_url}/deployments/name/{name}", timeout=30)
-        found.raise_for_status()
-        return str(found.json()["id"])
+        return str(self.api("GET", f"/deployments/name/{name}").json()["id"])
 
     def set_paused(self, name: str, paused: bool) -> None:
         """Pause (its scheduled runs are deleted) or resume a deployment's schedules."""
         verb = "pause_deployment" if paused else "resume_deployment"
-        done = httpx.post(
-            f"{self.api_url}/deployments/{self.deployment_id(name)}/{verb}", timeout=30
-        )
-        done.raise_for_status()
+        self.api("POST", f"/deployments/{self.deployment_id(name)}/{verb}")
 
     def job_events(self, flow_run_id: str) -> list[dict[str, Any]]:
         """The plugin's events related to that flow run, read back from the events API."""
-        response = httpx.post(
-            f"{self.api_url}/events/filter",
+        response = self.api(
+            "POST",
+            "/events/filter",
             json={
                 "filter": {
                     "event": {"prefix": ["prefect-nightly-jobs.job."]},
@@ -158,18 +166,13 @@ class PrefectServer:
                 },
                 "limit": 50,
             },
-            timeout=30,
         )
-        response.raise_for_status()
         return list(response.json()["events"])
 
     def task_runs(self, flow_run_id: str) -> list[dict[str, Any]]:
-        response = httpx.post(
-            f"{self.api_url}/task_runs/filter",
-            json={"flow_runs": {"id": {"any_": [flow_run_id]}}},
-            timeout=30,
+        response = self.api(
+            "POST", "/task_runs/filter", json={"flow_runs": {"id": {"any_": [flow_run_id]}}}
         )
-        response.raise_for_status()
         return list(response.json())
 
 
@@ -220,7 +223,7 @@ def deployment(prefect_server: PrefectServer) -> str:
     """The process work pool and the nightly deployment from prefect.yaml."""
     prefect_server.cli("work-pool", "create", WORK_POOL, "--type", "process")
     prefect_server.cli("deploy", "--all", env={"RECONCILE_INTERVAL_SECONDS": str(RECONCILE_S)})
-    found = httpx.get(f"{prefect_server.api_url}/deployments/name/{DEPLOYMENT}", timeout=30)
+    found = prefect_server.api("GET", f"/deployments/name/{DEPLOYMENT}", check=False)
     assert found.status_code == 200, f"{DEPLOYMENT} was not deployed: {found.text}"
     # Its runs would occupy the workers of every test: only the reconcile tests resume it.
     prefect_server.set_paused(RECONCILE, True)

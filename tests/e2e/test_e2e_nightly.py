@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import URL
@@ -138,12 +137,11 @@ def test_a_run_scheduled_at_midnight_is_for_the_day_before_and_a_backfill_runs_e
     worker = start_worker(env={"DATABASE_URL": app_db.render_as_string(hide_password=False)})
     deployment_id = prefect_server.deployment_id(DEPLOYMENT)
     # As the scheduler creates it: Scheduled for 00:00 UTC on 2026-11-30 (already due).
-    created = httpx.post(
-        f"{prefect_server.api_url}/deployments/{deployment_id}/create_flow_run",
+    created = prefect_server.api(
+        "POST",
+        f"/deployments/{deployment_id}/create_flow_run",
         json={"state": {"type": "SCHEDULED", "state_details": {"scheduled_time": MIDNIGHT}}},
-        timeout=30,
     )
-    created.raise_for_status()
     nightly = wait_for_flow_run(prefect_server, created.json()["id"])
     assert nightly.state_type == "COMPLETED", worker.tail()
     assert {str(r.period) for r in rows_of(app_db, nightly.flow_run_id)} == {"2026-11-29"}

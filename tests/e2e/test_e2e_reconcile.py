@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import Engine
 
@@ -122,12 +121,11 @@ def test_cancelling_a_running_flow_run_ends_the_job_cancelled_and_starts_no_othe
     held = hold()
     run_id = trigger_deployment(prefect_server, params={"period": PERIOD})
     row = _mid_job(prefect_server, app, run_id)
-    cancel = httpx.post(
-        f"{prefect_server.api_url}/flow_runs/{run_id}/set_state",
+    prefect_server.api(
+        "POST",
+        f"/flow_runs/{run_id}/set_state",
         json={"state": {"type": "CANCELLING", "message": "stopped by the test"}, "force": True},
-        timeout=30,
     )
-    cancel.raise_for_status()
     ended = poll(
         lambda: [r for r in rows(app, "import_events") if r.status != Status.RUNNING],
         60,

@@ -8,7 +8,6 @@ import re
 from collections.abc import Callable, Iterator
 from datetime import date
 
-import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import URL
@@ -35,23 +34,20 @@ def app_db(nightly_pg_template: str) -> Iterator[URL]:
 
 
 def _get(server: PrefectServer, path: str) -> dict[str, object]:
-    response = httpx.get(f"{server.api_url}{path}", timeout=30)
-    response.raise_for_status()
-    return dict(response.json())
+    return dict(server.api("GET", path).json())
 
 
 def _artifact(server: PrefectServer, flow_run_id: str) -> str:
-    response = httpx.post(
-        f"{server.api_url}/artifacts/filter",
+    response = server.api(
+        "POST",
+        "/artifacts/filter",
         json={
             "artifacts": {
                 "key": {"any_": [ARTIFACT_KEY]},
                 "flow_run_id": {"any_": [flow_run_id]},
             }
         },
-        timeout=30,
     )
-    response.raise_for_status()
     (artifact,) = response.json()
     return str(artifact["data"])
 

@@ -22,7 +22,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -298,8 +297,7 @@ def test_artifact_shows_the_report_with_execution_ids(
 def test_deployment_page_shows_cron_schedule_and_concurrency_limit(
     browser: WebDriver, prefect_server: PrefectServer, mixed_nightly_run: MixedRun, shots: Path
 ) -> None:
-    found = httpx.get(f"{prefect_server.api_url}/deployments/name/{DEPLOYMENT}", timeout=30)
-    found.raise_for_status()
+    found = prefect_server.api("GET", f"/deployments/name/{DEPLOYMENT}")
     night = prefect_server.flow_run(mixed_nightly_run.flow_run.flow_run_id)["name"]
     browser.get(f"{prefect_server.ui_url}/deployments/deployment/{found.json()['id']}")
     details = shown(
