@@ -6,6 +6,7 @@ import os
 import sys
 from typing import Any
 
+import click
 import typer
 from typer.core import TyperGroup
 
@@ -17,6 +18,18 @@ from prefect_nightly_jobs.cli.new import new
 from prefect_nightly_jobs.cli.runtime import DEBUG_ENV
 from prefect_nightly_jobs.errors import JobsError
 from prefect_nightly_jobs.settings import mask_url
+
+# Usage errors, --help and explicit exits pass through untouched. Typer >= 0.20 has its own classes
+# for them (TyperException among them); older typer raises click's, and has no TyperException.
+_TYPER_CONTROL = ("Exit", "Abort", "TyperException")
+_CLI_CONTROL: tuple[type[BaseException], ...] = tuple(
+    {
+        click.exceptions.Exit,
+        click.exceptions.Abort,
+        click.ClickException,
+        *(getattr(typer, name) for name in _TYPER_CONTROL if hasattr(typer, name)),
+    }
+)
 
 
 def _fail(message: str, code: ExitCode) -> typer.Exit:
@@ -42,7 +55,7 @@ class _JobsGroup(TyperGroup):
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
             raise typer.Exit(ExitCode.FAILED) from None
-        except (typer.Exit, typer.Abort, typer.TyperException):  # usage errors, --help
+        except _CLI_CONTROL:
             raise
         except Exception as err:
             if os.environ.get(DEBUG_ENV):
