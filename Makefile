@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast lint typecheck docs pytest browser screenshots bench dist clean
+.PHONY: run test test-fast lint typecheck docs pytest browser screenshots bench matrix dist clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -61,6 +61,11 @@ screenshots: $(STAMP) browser
 bench: $(STAMP)
 	@TEST_DATABASE_URL="$$(.ci/ensure-postgres)" && export TEST_DATABASE_URL && \
 		$(PY) -m bench
+
+## The compatibility matrix (noxfile.py; about 10 min per session), then the README's table from
+## its results. One session: `make matrix NOX_ARGS="-s oldest"`.
+matrix: $(STAMP)
+	$(VENV)/bin/nox $(NOX_ARGS); status=$$?; $(PY) -m matrix.results >/dev/null; exit $$status
 
 ## The library's wheel and sdist (dist/).
 dist: $(STAMP)

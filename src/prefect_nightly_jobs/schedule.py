@@ -69,7 +69,9 @@ def fire_times(cron: str, tz: ZoneInfo, start: datetime, end: datetime) -> Itera
     """Every fire time of ``cron`` in ``tz`` from ``start`` to ``end`` (both included), in order."""
     schedule = _scheduler(cron, tz)
     cursor = start
-    while batch := _fires(schedule, cursor, end):
+    # Prefect 3.4-3.6 can hand back a time before ``start`` (a wall time that does not exist in a
+    # DST gap, e.g. 02:30 in Berlin on the day clocks go forward): keep the cursor moving forward.
+    while batch := [fire for fire in _fires(schedule, cursor, end) if fire >= cursor]:
         yield from batch
         cursor = batch[-1] + _TICK
 

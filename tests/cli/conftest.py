@@ -3,6 +3,7 @@ and the app database wired in through DATABASE_URL as a user would."""
 
 from __future__ import annotations
 
+import inspect
 import os
 import shutil
 import subprocess
@@ -49,7 +50,9 @@ def url_text(url: URL) -> str:
 @pytest.fixture
 def cli() -> Iterator[Invoke]:
     """``cli("status", "--json")`` runs jobctl in this process, stdout and stderr apart."""
-    runner = CliRunner()
+    # click < 8.2 mixes stderr into stdout unless told not to; 8.2 removed the option.
+    apart = "mix_stderr" in inspect.signature(CliRunner.__init__).parameters
+    runner = CliRunner(**({"mix_stderr": False} if apart else {}))
 
     def invoke(*args: str) -> Result:
         return runner.invoke(app, list(args), prog_name="jobctl")

@@ -173,7 +173,7 @@ def test_history_chart_on_a_terminal_is_coloured_by_status(
 def test_history_chart_needs_one_job_and_no_json(cli: Invoke, app_db: URL) -> None:
     no_name = cli("history", "--chart")
     assert no_name.exit_code == 2
-    assert "--chart draws one job: give its NAME" in no_name.output
+    assert "--chart draws one job: give its NAME" in no_name.stderr
     both = cli("history", "daily_rollup", "--chart", "--json")
     assert both.exit_code == 2
-    assert "use either --chart or --json" in both.output
+    assert "use either --chart or --json" in both.stderr
