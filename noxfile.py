@@ -13,8 +13,8 @@ import datetime as dt
 import json
 import shutil
 import subprocess
-import tempfile
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path

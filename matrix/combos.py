@@ -24,7 +24,8 @@ class Combo:
 # Prefect < 3.9 declares no upper bound on FastAPI but breaks with newer ones: 3.4-3.6 fail at
 # import with fastapi >= 0.137 (`Body() got an unexpected keyword argument 'min_items'`), 3.7-3.8
 # with >= 0.151; Prefect 3.4.5's client sends some bodies without a JSON content type, which
-# fastapi >= 0.132 refuses (422 on `run_deployment(as_subflow=True)`). Prefect 3.4-3.6's server imports importlib_metadata without requiring it.
+# fastapi >= 0.132 refuses (422 on `run_deployment(as_subflow=True)`). Prefect 3.4-3.6's server
+# imports importlib_metadata without requiring it.
 COMBOS: tuple[Combo, ...] = (
     Combo(
         name="oldest",
