@@ -137,7 +137,7 @@ def run(ctx: Context) -> list[Row]:
             target=TARGET,
             note=(
                 "floor = raw psycopg, lock + INSERT committed, then UPDATE committed (7 round "
-                f"trips); ours takes 2. Against the 5-round-trip floor (UPDATE in autocommit, "
+                f"trips); ours takes 4. Against the 5-round-trip floor (UPDATE in autocommit, "
                 f"p50 {fmt_ms(tight_p50)}): {ours['p50'] / tight_p50:.2f}x"
             ),
             data={"ours_ms": ours, "floor_ms": base, "tight_floor_ms": summary(samples["tight"])},

@@ -13,10 +13,6 @@ committed before the job body starts:
 3. if nothing was inserted: reap the job type's RUNNING row if it is stale (``jobs.reaper``) and,
    if one was, insert again; otherwise read who holds it and record a SKIPPED row naming it.
 
-Without a pre-check or a counted period (most jobs), step 2 is first tried alone as one statement
-(autocommit on PostgreSQL: one round trip instead of three); only when it inserts nothing does the
-transaction above run, from step 2, to reap or to record the SKIPPED row.
-
 No other path writes a RUNNING row, and the database refuses a second one whatever Python does.
 """
 
@@ -33,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from prefect_nightly_jobs import liveness
 from prefect_nightly_jobs.clock import db_now
-from prefect_nightly_jobs.database import one_statement, translated_errors, write_transaction
+from prefect_nightly_jobs.database import translated_errors, write_transaction
 from prefect_nightly_jobs.errors import PreCheckError
 from prefect_nightly_jobs.lease import (
     Execution,
@@ -237,16 +233,8 @@ def acquire_job_lock(
     policy = policy or LockPolicy()
     counted = once_per_period and not force and period is not None
     values = {**(origin or Origin()).row(job_type, period), "once_per_period": counted}
-    checked = None if force else pre_check
-    decided: Execution | LockNotAcquired | _PreCheckFailed | None = None
-    if checked is None and not counted:
-        with translated_errors(engine.url), one_statement(engine) as conn:
-            row = _insert(conn, values)
-        if row is not None:
-            decided = Execution(row.id, job_type, period, row.started_at)
-    if decided is None:
-        with translated_errors(engine.url), write_transaction(engine) as conn:
-            decided = _decide(conn, values, policy, checked)
+    with translated_errors(engine.url), write_transaction(engine) as conn:
+        decided = _decide(conn, values, policy, None if force else pre_check)
     if isinstance(decided, _PreCheckFailed):
         raise PreCheckError(decided.message, decided.execution_id) from decided.cause
     if isinstance(decided, LockNotAcquired):
