@@ -141,14 +141,14 @@ def history(
 def unlock(
     name: Annotated[str, typer.Argument(help="The job whose RUNNING execution to release.")],
     reason: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--reason",
             "-r",
-            help="Why: stored in the row as `released by operator: <reason>`.",
+            help="Why (required): stored in the row as `released by operator: <reason>`.",
             show_default=False,
         ),
-    ],
+    ] = None,
 ) -> None:
     """Release a job's lock: end its RUNNING execution as FAILURE `released by operator: <reason>`.
 
@@ -158,6 +158,10 @@ def unlock(
     and its own final status is not written over the release. Refuses (exit 5) when nothing of
     that job is running.
     """
+    if reason is None:  # checked here: typer < 0.17 under click >= 8.2 lets a required option pass
+        raise typer.BadParameter(
+            "required: say why, e.g. --reason 'worker host died'", None, None, "'--reason'"
+        )
     runtime = load_runtime()
     with open_database(runtime.settings) as engine:
         released = executions.unlock(engine, name, reason)
