@@ -68,6 +68,8 @@ def _after_exit(pid: int, run_id: uuid.UUID, why: str) -> None:
             os.kill(pid, 0)
         except ProcessLookupError:
             break
+        except PermissionError:  # the pid was reused by another user's process: ours is gone
+            break
         time.sleep(0.2)
     for _ in range(3):
         try:
@@ -95,8 +97,10 @@ def end_cancelled(why: str) -> None:
     if not flow_run_id or not why.startswith(_PREFIX):
         return
     run_id = uuid.UUID(flow_run_id)
-    _watch_exit(run_id, why)
-    _set_cancelled(run_id, why, {StateType.CANCELLING})
+    try:
+        _watch_exit(run_id, why)
+    finally:  # a watcher that could not start must not cost the Cancelled said now
+        _set_cancelled(run_id, why, {StateType.CANCELLING})
 
 
 def install() -> None:
