@@ -22,6 +22,22 @@ from bench.report import BenchError
 START_TIMEOUT_S = 180.0
 PREFECT_BIN = Path(sys.executable).with_name("prefect")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent  # children run `python -m bench.…` here
+# API URL -> the server's session id (its pid): a measurement can add up the server's CPU time.
+SERVER_SESSIONS: dict[str, int] = {}
+
+
+def session_cpu_s(session_id: int) -> float:
+    """CPU seconds (user + system) of every live process of a session, from /proc (Linux)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended while we looked
+            continue
+        if int(fields[3]) == session_id:  # field 6 of stat(5), after pid and comm
+            total += int(fields[11]) + int(fields[12])
+    return total / ticks
 
 
 def free_port() -> int:
@@ -108,6 +124,8 @@ def prefect_server() -> Iterator[str]:
             )
         try:
             _wait_healthy(proc, api_url, log)
+            SERVER_SESSIONS[api_url] = proc.pid
             yield api_url
         finally:
+            SERVER_SESSIONS.pop(api_url, None)
             _stop(proc)
