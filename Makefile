@@ -45,7 +45,7 @@ browser:
 
 # Most tests wait on processes, signals and thresholds rather than the CPU: four workers, each test
 # file in one of them (its session fixtures, e.g. a Prefect server, are per worker).
-XDIST ?= -n 4 --dist loadfile
+XDIST ?= -n 4 --dist loadfile --no-loadscope-reorder
 
 pytest: $(STAMP) browser
 	@TEST_DATABASE_URL="$$(.ci/ensure-postgres)" && export TEST_DATABASE_URL && \

@@ -107,6 +107,23 @@ def job_env(
     assert out == 0, f"{out} connection(s) of the jobs engine still checked out after the test"
 
 
+# The files that take minutes (a Prefect server, a wheel, a browser) start first, so that under
+# `--dist loadfile` the many short files fill in around them instead of one long file running
+# alone at the end. pytest-xdist would otherwise order files by their number of tests.
+_SLOW_FIRST = ("ui", "e2e", "faults")
+
+
+def _rank(item: pytest.Item) -> int:
+    return next(
+        (rank for rank, mark in enumerate(_SLOW_FIRST) if item.get_closest_marker(mark)),
+        len(_SLOW_FIRST),
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=_rank)  # stable: each file's tests keep their order
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """Captured output that is not valid UTF-8 (a test of undecodable messages logs some) is
