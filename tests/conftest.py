@@ -110,7 +110,7 @@ def job_env(
 # The files that take minutes (a Prefect server, a wheel, a browser) start first, so that under
 # `--dist loadfile` the many short files fill in around them instead of one long file running
 # alone at the end. pytest-xdist would otherwise order files by their number of tests.
-_SLOW_FIRST = ("ui", "e2e", "faults")
+_SLOW_FIRST = ("e2e", "faults")  # the UI test is e2e too
 
 
 def _rank(item: pytest.Item) -> int:

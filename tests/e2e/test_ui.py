@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -99,12 +101,19 @@ def click(driver: WebDriver, script: str, what: str) -> None:
 
 
 def open_tab(driver: WebDriver, tab_id: str) -> None:
-    click(driver, f"return document.querySelector('li.p-tab#{tab_id}');", f"tab {tab_id}")
-    shown(
-        driver,
-        f"return document.querySelector('li.p-tab#{tab_id}.p-tab__active');",
-        f"tab {tab_id} selected",
-    )
+    """Click the tab until it is the active one: a click that lands while the page is still
+    rendering (just after navigating back to it) is lost, and one click would then wait in vain."""
+    tab = f"return document.querySelector('li.p-tab#{tab_id}');"
+    active = f"return document.querySelector('li.p-tab#{tab_id}.p-tab__active');"
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        try:
+            click(driver, tab, f"tab {tab_id}")
+        except StaleElementReferenceException:
+            continue  # re-rendered between finding and clicking: find it again
+        if driver.execute_async_script(_POLL, _PRELUDE + active, 3000):
+            return
+    shown(driver, active, f"tab {tab_id} selected")  # fails, with what the page says
 
 
 def _system_binary(*names: str) -> str:
