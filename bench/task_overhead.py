@@ -201,15 +201,17 @@ def _child(reps: int, server_session: int) -> None:
         samples: dict[str, Any] = {name: [] for name, _ in order}
         samples["lock_calls"] = []
         samples["server"] = {name: [] for name, _ in order}
+        server_cpu = _settled_cpu(server_session)  # each flow starts on an idle server
         for rep in range(reps):
             for name, fn in order if rep % 2 == 0 else order[::-1]:
                 lock_s[0] = 0.0
-                server_before = _settled_cpu(server_session)  # the previous flow's events drained
+                server_before = server_cpu
                 started = time.perf_counter()
                 fn()
                 samples[name].append(time.perf_counter() - started)
                 # What the server did for this flow, including what it still had queued at the end.
-                samples["server"][name].append(_settled_cpu(server_session) - server_before)
+                server_cpu = _settled_cpu(server_session)
+                samples["server"][name].append(server_cpu - server_before)
                 if name == "locked":
                     samples["lock_calls"].append(lock_s[0])
     with shared_engine().connect() as conn:

@@ -80,10 +80,15 @@ const started = Date.now();
 """
 
 
-def shown(driver: WebDriver, script: str, what: str) -> Any:
+def seen(driver: WebDriver, script: str, timeout_s: float) -> Any:
     """What ``script`` (a JS function body, with the helpers above) returns once it returns
-    something truthy, polled inside the page for at most WAIT_S seconds."""
-    found = driver.execute_async_script(_POLL, _PRELUDE + script, WAIT_S * 1000)
+    something truthy, polled inside the page for at most ``timeout_s``; else None."""
+    return driver.execute_async_script(_POLL, _PRELUDE + script, timeout_s * 1000)
+
+
+def shown(driver: WebDriver, script: str, what: str) -> Any:
+    """``seen`` within WAIT_S seconds, or an AssertionError with what the page says."""
+    found = seen(driver, script, WAIT_S)
     if not found:
         page = driver.execute_script("return document.body ? document.body.innerText : '';")
         raise AssertionError(
@@ -111,7 +116,7 @@ def open_tab(driver: WebDriver, tab_id: str) -> None:
             click(driver, tab, f"tab {tab_id}")
         except StaleElementReferenceException:
             continue  # re-rendered between finding and clicking: find it again
-        if driver.execute_async_script(_POLL, _PRELUDE + active, 3000):
+        if seen(driver, active, 3):
             return
     shown(driver, active, f"tab {tab_id} selected")  # fails, with what the page says
 
